@@ -1,0 +1,1 @@
+"""Stubs generated from proto/RemSvc.proto at build time (see hatch_build.py)."""

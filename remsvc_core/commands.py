@@ -1,0 +1,121 @@
+"""Validating a batch of commands and turning it into what goes on the wire.
+
+Everything is checked before a single byte is sent, because a half-sent batch has
+already run commands on a remote host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from remsvc_core.errors import CommandValidationError
+from remsvc_core.hashing import command_hash
+
+SHELL = 0
+POWERSHELL = 1
+COMMAND_TYPES = {SHELL: "shell", POWERSHELL: "PowerShell"}
+COMMAND_KEYS = ("cmd", "cmdtyp", "cmdusr", "src")
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One validated command with its transaction id and hash assigned."""
+
+    tid: int
+    cmd: str
+    cmdtyp: int = SHELL
+    cmdusr: str = ""
+    src: str = ""
+
+    @property
+    def hsh(self) -> str:
+        return command_hash(self.cmd)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The command in the input shape, with ``tid`` and ``hsh`` added."""
+        return {
+            "tid": self.tid,
+            "cmd": self.cmd,
+            "cmdtyp": self.cmdtyp,
+            "cmdusr": self.cmdusr,
+            "src": self.src,
+            "hsh": self.hsh,
+        }
+
+
+CommandInput = str | Mapping[str, Any]
+
+
+def validate_commands(
+    commands: Sequence[CommandInput] | Any, *, default_src: str = ""
+) -> list[Command]:
+    """Check a batch and assign ``tid`` = 1-based position.
+
+    Each item is a mapping with ``cmd`` (required) and optional ``cmdtyp`` (0 shell,
+    1 PowerShell), ``cmdusr`` and ``src``; a bare string is shorthand for ``{"cmd": s}``.
+    ``default_src`` fills ``src`` where an item gives none.
+
+    Raises :class:`CommandValidationError` naming the index (0-based, as in the
+    caller's list) and the field at fault.
+    """
+    if isinstance(commands, (str, bytes)) or not isinstance(commands, Sequence):
+        raise CommandValidationError(
+            f"commands must be a list of command dicts, got {type(commands).__name__}; "
+            'write commands=[{"cmd": "echo hello"}]'
+        )
+    if not commands:
+        raise CommandValidationError(
+            'commands is empty; give at least one, e.g. [{"cmd": "echo hello"}]'
+        )
+    if len(commands) > _INT32_MAX:
+        raise CommandValidationError(f"too many commands ({len(commands)}); tid is an int32")
+    return [_validate_one(index, item, default_src) for index, item in enumerate(commands)]
+
+
+def _validate_one(index: int, item: CommandInput, default_src: str) -> Command:
+    where = f"commands[{index}]"
+    if isinstance(item, str):
+        item = {"cmd": item}
+    if not isinstance(item, Mapping):
+        raise CommandValidationError(
+            f"{where} must be a dict like {{'cmd': 'hostname'}}, got {type(item).__name__}"
+        )
+    unknown = sorted(str(key) for key in item if key not in COMMAND_KEYS)
+    if unknown:
+        raise CommandValidationError(
+            f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; "
+            f"allowed fields are {', '.join(COMMAND_KEYS)} (tid and hsh are assigned for you)"
+        )
+    if "cmd" not in item:
+        raise CommandValidationError(f"{where} has no 'cmd'; every command needs one")
+    cmd = item["cmd"]
+    if not isinstance(cmd, str):
+        raise CommandValidationError(
+            f"{where}.cmd must be a string, got {type(cmd).__name__}"
+        )
+    if not cmd.strip():
+        raise CommandValidationError(
+            f"{where}.cmd is blank; give the command line to run or remove the entry"
+        )
+    cmdtyp = item.get("cmdtyp", SHELL)
+    if isinstance(cmdtyp, bool) or not isinstance(cmdtyp, int) or cmdtyp not in COMMAND_TYPES:
+        raise CommandValidationError(
+            f"{where}.cmdtyp must be 0 (shell) or 1 (PowerShell), got {cmdtyp!r}"
+        )
+    cmdusr = _optional_text(item, "cmdusr", where)
+    src = _optional_text(item, "src", where) or default_src
+    return Command(tid=index + 1, cmd=cmd, cmdtyp=cmdtyp, cmdusr=cmdusr, src=src)
+
+
+def _optional_text(item: Mapping[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CommandValidationError(
+            f"{where}.{key} must be a string, got {type(value).__name__}"
+        )
+    return value

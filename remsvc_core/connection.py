@@ -1,0 +1,158 @@
+"""Connection settings in the forms people write them: Airflow-style extras and
+``remsvc://`` URIs. One interpretation, shared by the Airflow hook and the CLI.
+
+Every form the original provider documented works, including its own URI examples
+(``remsvc://host:50051?extra={"use_ssl":true,...}``), which Airflow parses into an
+extra field literally named ``extra`` holding a JSON string.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from remsvc_core.errors import SettingsError
+from remsvc_core.secret import Secret
+from remsvc_core.settings import DEFAULT_PORT, ChannelSettings
+
+CONN_TYPE = "remsvc"
+EXTRA_FIELDS = (
+    "use_ssl",
+    "ca_cert_path",
+    "client_cert_path",
+    "client_key_path",
+    "tls_server_name",
+    "bearer_token",
+)
+# Airflow 2-style form fields were stored with this prefix; accept them as aliases.
+_LEGACY_PREFIX = f"extra__{CONN_TYPE}__"
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def flatten_extras(extras: Mapping[str, Any] | str | None) -> dict[str, Any]:
+    """Merge nested ``extra`` JSON and legacy prefixed keys into one flat dict.
+
+    Empty strings count as unset (Airflow's form saves blank fields as ""). A key
+    that is not a RemSvc setting is an error: a typo must not silently drop TLS.
+    """
+    if extras is None or extras == "":
+        return {}
+    if isinstance(extras, str):
+        extras = _load_json(extras, "connection extra")
+    if not isinstance(extras, Mapping):
+        raise SettingsError("connection extra must be a JSON object")
+    flat: dict[str, Any] = {}
+    for key, value in extras.items():
+        if key in ("extra", "__extra__"):
+            nested = _load_json(value, f"extra field {key!r}") if isinstance(value, str) else value
+            flat.update(flatten_extras(nested))
+            continue
+        name = key[len(_LEGACY_PREFIX) :] if key.startswith(_LEGACY_PREFIX) else key
+        if name not in EXTRA_FIELDS:
+            raise SettingsError(
+                f"unknown RemSvc connection setting {key!r}; known settings are "
+                f"{', '.join(EXTRA_FIELDS)}"
+            )
+        if value is None or value == "":
+            continue
+        flat[name] = value
+    return flat
+
+
+def settings_from_fields(
+    host: str | None,
+    port: int | str | None,
+    extras: Mapping[str, Any] | str | None = None,
+    *,
+    bearer_token: str | None = None,
+    metadata: Any = (),
+) -> ChannelSettings:
+    """Build :class:`ChannelSettings` from a connection's host, port and extras.
+
+    ``bearer_token`` (for example read from a file by the CLI) overrides the extra.
+    """
+    if not host:
+        raise SettingsError("the connection has no host; set it to the RemSvc server's name")
+    flat = flatten_extras(extras)
+    token = bearer_token or flat.get("bearer_token")
+    if token is not None and not isinstance(token, str):
+        raise SettingsError("bearer_token must be a string")
+    return ChannelSettings(
+        target=f"{_host_for_target(host)}:{_port(port)}",
+        use_tls=parse_bool(flat.get("use_ssl", False), "use_ssl"),
+        ca_cert_path=_text(flat, "ca_cert_path"),
+        client_cert_path=_text(flat, "client_cert_path"),
+        client_key_path=_text(flat, "client_key_path"),
+        tls_server_name=_text(flat, "tls_server_name"),
+        bearer_token=Secret(token) if token else None,
+        metadata=metadata,
+    )
+
+
+def settings_from_uri(uri: str, **overrides: Any) -> ChannelSettings:
+    """Parse ``remsvc://host:port?...`` the way Airflow parses a connection URI.
+
+    Query parameters become extras; ``__extra__`` holds a JSON object of extras; the
+    original provider's ``?extra={...}`` form is honoured too.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme != CONN_TYPE:
+        raise SettingsError(
+            f"connection URI must start with {CONN_TYPE}://, e.g. remsvc://host:50051"
+        )
+    extras: dict[str, Any] = {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "__extra__":
+            extras.update(_load_json(value, "__extra__"))
+        else:
+            extras[key] = value
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise SettingsError(f"connection URI has an invalid port: {exc}") from None
+    return settings_from_fields(unquote(parts.hostname or ""), port, extras, **overrides)
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise SettingsError(f"{name} must be true or false, got {value!r}")
+
+
+def _text(flat: Mapping[str, Any], name: str) -> str | None:
+    value = flat.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise SettingsError(f"{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _port(port: int | str | None) -> int:
+    if port in (None, ""):
+        return DEFAULT_PORT
+    try:
+        number = int(port)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SettingsError(f"port must be a number, got {port!r}") from None
+    if not 0 < number < 65536:
+        raise SettingsError(f"port {number} is out of range 1-65535")
+    return number
+
+
+def _host_for_target(host: str) -> str:
+    # A bare IPv6 address needs brackets in a gRPC target.
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _load_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Never echo the text: it may hold a bearer token.
+        raise SettingsError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos})") from None

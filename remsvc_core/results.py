@@ -1,0 +1,185 @@
+"""What a stream produced: one :class:`CommandResult` per answered command, and a
+:class:`StreamOutcome` that keeps everything that arrived, even when the stream failed.
+
+Both convert to plain JSON-safe dicts and back, because they cross process
+boundaries (an Airflow trigger event, XCom, ``remsvc run --output json``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from remsvc_core.commands import Command
+
+OK = "OK"
+RESULT_KEYS = ("tid", "rc", "out", "err", "hsh", "cmd")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The answer to one command.
+
+    ``latency_s`` is measured by the client, from the moment the command was written
+    to the moment its response was read. ``decode_replaced`` is true when the server
+    sent ``out``/``err`` bytes that were not valid UTF-8 and the client replaced them.
+    """
+
+    tid: int
+    rc: int
+    out: str
+    err: str
+    hsh: str
+    cmd: str
+    latency_s: float = 0.0
+    decode_replaced: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The result in the original provider's XCom item shape (six keys)."""
+        return {
+            "tid": self.tid,
+            "rc": self.rc,
+            "out": self.out,
+            "err": self.err,
+            "hsh": self.hsh,
+            "cmd": self.cmd,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.as_dict(), "latency_s": self.latency_s, "decode_replaced": self.decode_replaced}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CommandResult:
+        return cls(
+            tid=int(data["tid"]),
+            rc=int(data["rc"]),
+            out=str(data.get("out", "")),
+            err=str(data.get("err", "")),
+            hsh=str(data.get("hsh", "")),
+            cmd=str(data.get("cmd", "")),
+            latency_s=float(data.get("latency_s", 0.0)),
+            decode_replaced=bool(data.get("decode_replaced", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UnexpectedResponse:
+    """A response the client did not ask for: a repeated tid or one never sent.
+
+    It is kept for diagnosis and never overwrites the first answer for a tid.
+    """
+
+    tid: int
+    reason: str  # "duplicate" or "unknown"
+    rc: int
+    out: str
+    err: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tid": self.tid, "reason": self.reason, "rc": self.rc, "out": self.out, "err": self.err}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> UnexpectedResponse:
+        return cls(
+            tid=int(data["tid"]),
+            reason=str(data["reason"]),
+            rc=int(data["rc"]),
+            out=str(data.get("out", "")),
+            err=str(data.get("err", "")),
+        )
+
+
+@dataclass(slots=True)
+class StreamOutcome:
+    """Everything one stream produced, whether it ended well or not.
+
+    ``status_code`` is the gRPC status name the stream ended with ("OK",
+    "UNAVAILABLE", "DEADLINE_EXCEEDED", ...); ``status_details`` its message.
+    """
+
+    commands: list[Command]
+    results: dict[int, CommandResult] = field(default_factory=dict)
+    unexpected: list[UnexpectedResponse] = field(default_factory=list)
+    status_code: str = OK
+    status_details: str = ""
+    elapsed_s: float = 0.0
+    attempts: int = 1
+    target: str = ""
+
+    @property
+    def missing_tids(self) -> list[int]:
+        """Tids that were asked for and never answered, in command order."""
+        return [c.tid for c in self.commands if c.tid not in self.results]
+
+    @property
+    def complete(self) -> bool:
+        """The stream ended with OK and every command answered."""
+        return self.status_code == OK and not self.missing_tids
+
+    def ordered_results(self) -> list[CommandResult]:
+        """Results in command order (by tid), whatever order they arrived in."""
+        return [self.results[tid] for tid in sorted(self.results)]
+
+    def raw_results(self) -> dict[int, dict[str, Any]]:
+        """``{tid: result_dict}``: the mapping a result handler receives."""
+        return {tid: self.results[tid].as_dict() for tid in sorted(self.results)}
+
+    def describe_failure(self) -> str:
+        """One paragraph saying how the stream fell short; empty when it did not."""
+        problems = []
+        if self.status_code != OK:
+            problems.append(f"stream ended with {self.status_code}: {self.status_details}".rstrip(": "))
+        missing = self.missing_tids
+        if missing:
+            problems.append(f"no result for tid(s) {_tid_list(missing)}")
+        if self.unexpected:
+            problems.append(
+                "unexpected responses: "
+                + ", ".join(f"tid {u.tid} ({u.reason})" for u in self.unexpected[:10])
+            )
+        if problems:
+            problems.append(f"{len(self.results)} of {len(self.commands)} result(s) arrived and are kept")
+        return "; ".join(problems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "commands": [c.as_dict() for c in self.commands],
+            "results": [r.to_json() for r in self.ordered_results()],
+            "unexpected": [u.to_json() for u in self.unexpected],
+            "missing_tids": self.missing_tids,
+            "status_code": self.status_code,
+            "status_details": self.status_details,
+            "elapsed_s": self.elapsed_s,
+            "attempts": self.attempts,
+            "target": self.target,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StreamOutcome:
+        commands = [
+            Command(
+                tid=int(c["tid"]),
+                cmd=str(c["cmd"]),
+                cmdtyp=int(c.get("cmdtyp", 0)),
+                cmdusr=str(c.get("cmdusr", "")),
+                src=str(c.get("src", "")),
+            )
+            for c in data.get("commands", [])
+        ]
+        results = [CommandResult.from_json(r) for r in data.get("results", [])]
+        return cls(
+            commands=commands,
+            results={r.tid: r for r in results},
+            unexpected=[UnexpectedResponse.from_json(u) for u in data.get("unexpected", [])],
+            status_code=str(data.get("status_code", OK)),
+            status_details=str(data.get("status_details", "")),
+            elapsed_s=float(data.get("elapsed_s", 0.0)),
+            attempts=int(data.get("attempts", 1)),
+            target=str(data.get("target", "")),
+        )
+
+
+def _tid_list(tids: list[int], limit: int = 20) -> str:
+    shown = ", ".join(map(str, tids[:limit]))
+    return shown + (f" and {len(tids) - limit} more" if len(tids) > limit else "")
