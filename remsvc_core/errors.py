@@ -36,6 +36,15 @@ class HandlerNotFoundError(HandlerError, LookupError):
     """No installed handler has the requested name."""
 
 
+class StopStream(RemSvcError):
+    """Raised by a ``remsvc_result`` hook implementation to end the stream early on purpose.
+
+    The engine cancels the call (our server then kills the running command), keeps
+    every result that arrived, and records ``str(exc)`` in the outcome's status details.
+    Any other exception from a hook is a plugin error: reported, never fatal.
+    """
+
+
 class StreamError(RemSvcError):
     """A stream ended badly. ``outcome`` keeps every result that did arrive."""
 

@@ -106,6 +106,7 @@ class StreamOutcome:
     elapsed_s: float = 0.0
     attempts: int = 1
     target: str = ""
+    plugin_errors: list[str] = field(default_factory=list)
 
     @property
     def missing_tids(self) -> list[int]:
@@ -153,6 +154,7 @@ class StreamOutcome:
             "elapsed_s": self.elapsed_s,
             "attempts": self.attempts,
             "target": self.target,
+            "plugin_errors": list(self.plugin_errors),
         }
 
     @classmethod
@@ -177,6 +179,7 @@ class StreamOutcome:
             elapsed_s=float(data.get("elapsed_s", 0.0)),
             attempts=int(data.get("attempts", 1)),
             target=str(data.get("target", "")),
+            plugin_errors=[str(e) for e in data.get("plugin_errors", [])],
         )
 
 

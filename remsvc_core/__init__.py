@@ -1,0 +1,94 @@
+"""remsvc_core: run commands on RemSvc servers and get every result out.
+
+The public API is re-exported here; submodules whose names start with ``_`` and
+anything not listed in ``__all__`` are internal. Names are imported on first use,
+so ``import remsvc_core`` stays cheap and needs neither Airflow nor pandas.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "1.1.0"
+
+_EXPORTS = {
+    # commands and results
+    "Command": "remsvc_core.commands",
+    "validate_commands": "remsvc_core.commands",
+    "CommandResult": "remsvc_core.results",
+    "StreamOutcome": "remsvc_core.results",
+    "UnexpectedResponse": "remsvc_core.results",
+    "command_hash": "remsvc_core.hashing",
+    # reaching a server
+    "ChannelSettings": "remsvc_core.settings",
+    "Secret": "remsvc_core.secret",
+    "settings_from_fields": "remsvc_core.connection",
+    "settings_from_uri": "remsvc_core.connection",
+    # the engine
+    "RetryPolicy": "remsvc_core.engine",
+    "run_commands": "remsvc_core.engine",
+    "run_commands_sync": "remsvc_core.engine",
+    "ping": "remsvc_core.probes",
+    "ping_sync": "remsvc_core.probes",
+    "get_status": "remsvc_core.probes",
+    "get_status_sync": "remsvc_core.probes",
+    # plugins and handlers
+    "hookimpl": "remsvc_core.hookspecs",
+    "register_plugin": "remsvc_core.plugins",
+    "resolve_handler": "remsvc_core.handlers",
+    "list_handlers": "remsvc_core.handlers",
+    # the reference server
+    "EmbeddedServer": "remsvc_core.server.embedded",
+    "ServerConfig": "remsvc_core.server.config",
+    # errors
+    "RemSvcError": "remsvc_core.errors",
+    "CommandValidationError": "remsvc_core.errors",
+    "SettingsError": "remsvc_core.errors",
+    "ServerConfigError": "remsvc_core.errors",
+    "HandlerError": "remsvc_core.errors",
+    "HandlerNotFoundError": "remsvc_core.errors",
+    "StreamError": "remsvc_core.errors",
+    "StopStream": "remsvc_core.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'remsvc_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
+
+
+if TYPE_CHECKING:
+    from remsvc_core.commands import Command, validate_commands
+    from remsvc_core.connection import settings_from_fields, settings_from_uri
+    from remsvc_core.engine import RetryPolicy, run_commands, run_commands_sync
+    from remsvc_core.errors import (
+        CommandValidationError,
+        HandlerError,
+        HandlerNotFoundError,
+        RemSvcError,
+        ServerConfigError,
+        SettingsError,
+        StopStream,
+        StreamError,
+    )
+    from remsvc_core.handlers import list_handlers, resolve_handler
+    from remsvc_core.hashing import command_hash
+    from remsvc_core.hookspecs import hookimpl
+    from remsvc_core.plugins import register_plugin
+    from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
+    from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
+    from remsvc_core.secret import Secret
+    from remsvc_core.server.config import ServerConfig
+    from remsvc_core.server.embedded import EmbeddedServer
+    from remsvc_core.settings import ChannelSettings
