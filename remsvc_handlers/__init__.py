@@ -1,0 +1,11 @@
+"""The built-in result handlers, each registered in the ``remsvc.handlers`` entry-point
+group by the airflow-provider-remsvc distribution:
+
+- ``sorted`` (:func:`remsvc_handlers.sorted.sorted_results`), the default;
+- ``dataframe`` (:func:`remsvc_handlers.dataframe.to_dataframe`);
+- ``rc_filter`` (:func:`remsvc_handlers.rc_filter.rc_filter`);
+- ``verify_hash`` (:func:`remsvc_handlers.verify_hash.verify_hash`).
+
+Select them by name (``resolve_handler("dataframe")``); importing these modules
+directly is fine too.
+"""

@@ -1,0 +1,96 @@
+"""Checking that every response echoes the hash of the command that was sent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from remsvc_core.errors import HandlerError, StopStream
+from remsvc_core.handlers import is_dataframe, result_handler, result_list
+from remsvc_core.hashing import command_hash
+from remsvc_core.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from remsvc_core.hookspecs import StreamInfo
+    from remsvc_core.results import CommandResult
+
+ON_MISMATCH_CHOICES = ("fail", "mark")
+_SHOWN = 10
+
+
+def validate_options(*, on_mismatch: Any = "fail") -> None:
+    """``on_mismatch`` must be ``"fail"`` or ``"mark"``."""
+    if on_mismatch not in ON_MISMATCH_CHOICES:
+        raise ValueError(
+            f"on_mismatch={on_mismatch!r} is not one of {', '.join(map(repr, ON_MISMATCH_CHOICES))}"
+        )
+
+
+class HashCheck:
+    """Fail-fast check: ends the stream at the first response whose ``hsh`` is not the
+    CRC-32 of the command sent with that tid."""
+
+    @hookimpl
+    def remsvc_result(self, result: CommandResult, stream: StreamInfo) -> None:
+        sent = next((c.cmd for c in stream.commands if c.tid == result.tid), result.cmd)
+        expected = command_hash(sent)
+        if result.hsh != expected:
+            raise StopStream(
+                f"verify_hash: tid {result.tid} came back with hsh {result.hsh!r}, "
+                f"expected {expected!r} (the hash of the command sent)"
+            )
+
+
+def result_hook(*, on_mismatch: Any = "fail") -> HashCheck | None:
+    """A fresh :class:`HashCheck` per stream when mismatches fail; none when they are marked."""
+    return HashCheck() if on_mismatch == "fail" else None
+
+
+@result_handler(result_hook=result_hook, validate_options=validate_options)
+def verify_hash(results: Any, *, on_mismatch: Any = "fail") -> Any:
+    """Check every response's hsh against the hash of the command sent.
+
+    A response's ``hsh`` must equal ``command_hash(cmd)``: the CRC-32 of the
+    command's UTF-8 bytes as 8 lowercase hex digits. A missing or empty ``hsh``
+    counts as a mismatch.
+
+    ``on_mismatch="fail"`` (default) raises :class:`HandlerError` listing every
+    offending tid; its ``result_hook`` also ends the stream at the first mismatch
+    while it runs. ``on_mismatch="mark"`` never fails and adds ``hash_ok`` (bool) to
+    every result instead.
+
+    Returns the results as a list of result dicts in command order, or the
+    DataFrame it was given (with a ``hash_ok`` column when marking).
+    """
+    validate_options(on_mismatch=on_mismatch)
+    rows = result_list(results, handler="'verify_hash'")
+    verdicts = {row["tid"]: _hash_ok(row) for row in rows}
+    if on_mismatch == "fail":
+        bad = [row for row in rows if not verdicts[row["tid"]]]
+        if bad:
+            raise HandlerError(_mismatch_message(bad))
+        return results.copy() if is_dataframe(results) else rows
+    if is_dataframe(results):
+        marked = results.copy()
+        marked["hash_ok"] = [verdicts[row["tid"]] for row in rows]
+        return marked
+    return [{**row, "hash_ok": verdicts[row["tid"]]} for row in rows]
+
+
+def _hash_ok(row: dict[str, Any]) -> bool:
+    hsh = row.get("hsh")
+    return bool(hsh) and hsh == command_hash(str(row.get("cmd") or ""))
+
+
+def _mismatch_message(bad: list[dict[str, Any]]) -> str:
+    details = "; ".join(
+        f"tid {row['tid']}: got {row.get('hsh')!r}, expected "
+        f"{command_hash(str(row.get('cmd') or ''))!r}"
+        for row in bad[:_SHOWN]
+    )
+    more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
+    tids = ", ".join(str(row["tid"]) for row in bad)
+    return (
+        f"hash check failed for {len(bad)} result(s), tid(s) {tids}: {details}{more}. "
+        "A response must echo the CRC-32 of the command sent; a mismatch means the "
+        "answer may not belong to that command. Use on_mismatch='mark' to keep going."
+    )
