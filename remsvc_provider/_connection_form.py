@@ -1,0 +1,168 @@
+"""The ``remsvc`` connection form, declared once.
+
+Airflow 3.2+ reads the form from the provider info (``conn-fields`` and
+``ui-field-behaviour``) without importing the hook; Airflow 3.1 asks the hook's
+classmethods. Both are generated from the tables below so the two can never drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from remsvc_core.connection import CONN_TYPE
+from remsvc_core.settings import DEFAULT_PORT
+
+HOOK_NAME = "RemSvc gRPC"
+
+
+@dataclass(frozen=True)
+class ExtraField:
+    """One setting stored in the connection's extra JSON."""
+
+    name: str
+    label: str
+    kind: str  # "string", "boolean" or "password"
+    description: str
+    placeholder: str = ""
+
+
+EXTRA_FORM_FIELDS: tuple[ExtraField, ...] = (
+    ExtraField(
+        "use_ssl",
+        "Use TLS",
+        "boolean",
+        "Encrypt the channel with TLS. Needed whenever a bearer token is sent.",
+    ),
+    ExtraField(
+        "ca_cert_path",
+        "CA certificate path",
+        "string",
+        "PEM file of the CA that signed the server certificate, on the worker and "
+        "triggerer hosts. Leave empty to use the system trust store.",
+        "/etc/ssl/remsvc-ca.pem",
+    ),
+    ExtraField(
+        "client_cert_path",
+        "Client certificate path (mutual TLS)",
+        "string",
+        "PEM client certificate, for servers configured with a [tls] ca. "
+        "Set together with the client key path.",
+        "/etc/ssl/remsvc-client.pem",
+    ),
+    ExtraField(
+        "client_key_path",
+        "Client key path (mutual TLS)",
+        "string",
+        "PEM private key of the client certificate.",
+        "/etc/ssl/remsvc-client.key",
+    ),
+    ExtraField(
+        "tls_server_name",
+        "TLS server name override",
+        "string",
+        "Host name to verify in the server certificate when it differs from Host "
+        "(for example when connecting by IP address).",
+        "remsvc.example.com",
+    ),
+    ExtraField(
+        "bearer_token",
+        "Bearer token",
+        "password",
+        "Sent as 'authorization: Bearer <token>' on every call; must match an entry "
+        "in the server's [auth] section. Leave empty when the server has no [auth].",
+    ),
+)
+
+HIDDEN_FIELDS = ["schema", "login", "password", "extra"]
+RELABELING = {"host": "Host", "port": "Port"}
+STANDARD_PLACEHOLDERS = {
+    "host": "remsvc-host.example.com",
+    "port": str(DEFAULT_PORT),
+    "description": "RemSvc server on remsvc-host.example.com",
+}
+
+
+def placeholders() -> dict[str, str]:
+    """Placeholders for standard and extra fields, keyed by unprefixed field name."""
+    extra = {f.name: f.placeholder for f in EXTRA_FORM_FIELDS if f.placeholder}
+    return {**STANDARD_PLACEHOLDERS, **extra}
+
+
+def conn_fields() -> dict[str, Any]:
+    """The ``conn-fields`` mapping of the provider info (Airflow 3.2+)."""
+    fields: dict[str, Any] = {}
+    for f in EXTRA_FORM_FIELDS:
+        schema: dict[str, Any]
+        if f.kind == "boolean":
+            schema = {"type": ["boolean", "null"], "default": False}
+        elif f.kind == "password":
+            schema = {"type": ["string", "null"], "format": "password"}
+        else:
+            schema = {"type": ["string", "null"]}
+        fields[f.name] = {"label": f.label, "description": f.description, "schema": schema}
+    return fields
+
+
+def ui_field_behaviour_provider_info() -> dict[str, Any]:
+    """The ``ui-field-behaviour`` mapping of the provider info (kebab-case keys)."""
+    return {
+        "hidden-fields": list(HIDDEN_FIELDS),
+        "relabeling": dict(RELABELING),
+        "placeholders": placeholders(),
+    }
+
+
+def ui_field_behaviour_hook() -> dict[str, Any]:
+    """What ``RemSvcHook.get_ui_field_behaviour()`` returns (Airflow 3.1)."""
+    return {
+        "hidden_fields": list(HIDDEN_FIELDS),
+        "relabeling": dict(RELABELING),
+        "placeholders": placeholders(),
+    }
+
+
+def connection_form_widgets() -> dict[str, Any]:
+    """WTForms fields for Airflow 3.1, which builds the form from the hook.
+
+    Imported lazily: wtforms and flask-appbuilder are only present (or mocked by the
+    API server) where the form is rendered, never needed on workers or triggerers.
+    """
+    from flask_appbuilder.fieldwidgets import (  # type: ignore[import-not-found]
+        BS3PasswordFieldWidget,
+        BS3TextFieldWidget,
+    )
+    from flask_babel import lazy_gettext  # type: ignore[import-not-found]
+    from wtforms import (  # type: ignore[import-untyped,import-not-found]
+        BooleanField,
+        PasswordField,
+        StringField,
+    )
+
+    widgets: dict[str, Any] = {}
+    for f in EXTRA_FORM_FIELDS:
+        label = lazy_gettext(f.label)
+        if f.kind == "boolean":
+            widgets[f.name] = BooleanField(label, description=f.description, default=False)
+        elif f.kind == "password":
+            widgets[f.name] = PasswordField(
+                label, widget=BS3PasswordFieldWidget(), description=f.description
+            )
+        else:
+            widgets[f.name] = StringField(
+                label, widget=BS3TextFieldWidget(), description=f.description
+            )
+    return widgets
+
+
+__all__ = [
+    "CONN_TYPE",
+    "EXTRA_FORM_FIELDS",
+    "HOOK_NAME",
+    "ExtraField",
+    "conn_fields",
+    "connection_form_widgets",
+    "placeholders",
+    "ui_field_behaviour_hook",
+    "ui_field_behaviour_provider_info",
+]

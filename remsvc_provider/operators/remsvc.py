@@ -1,0 +1,260 @@
+"""``RemSvcOperator``: run commands on a RemSvc server from an Airflow task.
+
+The operator is a thin adapter. It checks its arguments when the DAG is parsed and
+again after templating, hands the stream to :class:`RemSvcTrigger` (the engine runs
+in the triggerer) or, with ``deferrable=False``, runs the same engine inline, and
+shapes the results on the worker with the result pipeline.
+
+The order it follows when the stream has ended: the success check runs over *all*
+raw results (exit codes the pipeline accepts, missing tids, the stream status); the
+pipeline shapes the results; the XCom ``{"state", "results", "error_msg"}`` is
+pushed; then, if the check failed, the task fails, naming every failed tid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from remsvc_core.commands import Command, validate_commands
+from remsvc_core.errors import RemSvcError, SettingsError
+from remsvc_core.handlers import ResultPipeline, resolve_handler
+from remsvc_core.results import StreamOutcome
+from remsvc_core.settings import normalise_metadata
+from remsvc_provider._compat import AirflowException, BaseOperator
+from remsvc_provider._failure import describe_failures, pipeline_failures
+from remsvc_provider.hooks.remsvc import RemSvcHook
+from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
+
+STATE_SUCCESS = "SUCCESS"
+STATE_FAILED = "FAILED"
+# The engine enforces stream_timeout itself; Airflow's own deferral timeout is a
+# backstop for a trigger that never reports (for example no triggerer running).
+DEFERRAL_GRACE_S = 300.0
+_JINJA_MARKERS = ("{{", "{%", "{#")
+
+
+class RemSvcOperator(BaseOperator):
+    """Run ``commands`` on the RemSvc server of ``grpc_conn_id``.
+
+    :param commands: list of command dicts (``cmd`` required; ``cmdtyp`` 0 shell or
+        1 PowerShell; ``cmdusr``; ``src``). Templated.
+    :param grpc_conn_id: Airflow connection of type ``remsvc``.
+    :param stream_timeout: seconds the whole stream may take (all commands).
+    :param metadata: extra gRPC call metadata, ``[(key, value), ...]``. Templated.
+        ``authorization`` is refused: put a bearer token in the connection.
+    :param result_handler: how results are shaped before they are pushed: a handler
+        name (``"dataframe"``), a list of names (a pipeline, left to right), a name
+        with options (``{"name": "rc_filter", "options": {...}}``), a Python callable
+        taking ``{tid: result_dict}``, or None for the default (a list sorted by tid).
+    :param deferrable: run the stream in the triggerer (default). ``False`` runs it
+        on the worker, for installations without a triggerer.
+    """
+
+    template_fields: Sequence[str] = ("commands", "metadata")
+    template_fields_renderers = {"commands": "json", "metadata": "json"}
+    ui_color = "#d6ecf3"
+
+    def __init__(
+        self,
+        *,
+        commands: Any,
+        grpc_conn_id: str = RemSvcHook.default_conn_name,
+        stream_timeout: float = 3600.0,
+        metadata: Any = None,
+        result_handler: Any = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.commands = commands
+        self.grpc_conn_id = grpc_conn_id
+        self.stream_timeout = stream_timeout
+        self.metadata = [] if metadata is None else metadata
+        self.result_handler = result_handler
+        self.deferrable = deferrable
+        # Checked now, so a DAG with a typo fails when it is parsed, not on a worker.
+        self._pipeline = check_static_arguments(
+            task_id=self.task_id,
+            commands=commands,
+            stream_timeout=stream_timeout,
+            metadata=self.metadata,
+            result_handler=result_handler,
+        )
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Like ``BaseOperator.partial``, checking the static arguments at parse time too."""
+        check_static_arguments(
+            task_id=kwargs.get("task_id", "?"),
+            commands=kwargs.get("commands"),
+            stream_timeout=kwargs.get("stream_timeout", 3600.0),
+            metadata=kwargs.get("metadata"),
+            result_handler=kwargs.get("result_handler"),
+        )
+        return super().partial(**kwargs)
+
+    # -- running --
+
+    def execute(self, context: Any) -> Any:
+        commands = self._rendered_commands(context)
+        metadata = self._rendered_metadata()
+        if self.deferrable:
+            self.defer(
+                trigger=RemSvcTrigger(
+                    commands=command_inputs(commands),
+                    grpc_conn_id=self.grpc_conn_id,
+                    stream_timeout=float(self.stream_timeout),
+                    metadata=[list(pair) for pair in metadata],
+                    result_handler=_spec_for_trigger(self._pipeline),
+                ),
+                method_name="execute_complete",
+                timeout=timedelta(seconds=float(self.stream_timeout) + DEFERRAL_GRACE_S),
+            )
+        outcome = RemSvcHook(grpc_conn_id=self.grpc_conn_id).run_commands(
+            commands,
+            stream_timeout=float(self.stream_timeout),
+            metadata=metadata,
+            hooks=self._pipeline.result_hooks(),
+        )
+        return self._report(context, outcome)
+
+    def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
+        """Resume on the worker with the trigger's event and report the outcome."""
+        if not event or event.get("status") != EVENT_COMPLETE or "outcome" not in event:
+            message = (event or {}).get("message") or "the trigger ended without an event"
+            kind = (event or {}).get("error_type") or "error"
+            error = f"RemSvc task {self.task_id!r} could not run its commands ({kind}): {message}"
+            self._push(context, STATE_FAILED, self._shape_nothing(), error)
+            raise AirflowException(error)
+        return self._report(context, StreamOutcome.from_json(event["outcome"]))
+
+    # -- reporting --
+
+    def _report(self, context: Any, outcome: StreamOutcome) -> Any:
+        pipeline = self._pipeline
+        raw = outcome.raw_results()
+        problems = pipeline_failures(outcome, pipeline)
+        for error in outcome.plugin_errors:
+            self.log.warning("A result plugin failed (not fatal): %s", error)
+        for item in outcome.unexpected:
+            self.log.warning("Ignored an unexpected response: tid %d (%s)", item.tid, item.reason)
+        try:
+            shaped = pipeline.apply(raw)
+            handler_error = None
+        except Exception as exc:
+            # The results are real even if shaping them failed: keep them, sorted.
+            shaped = [raw[tid] for tid in sorted(raw)]
+            handler_error = f"the result handler failed: {exc}"
+        message = describe_failures(self.task_id, outcome, problems, handler_error=handler_error)
+        if message is None:
+            self.log.info(
+                "All %d command(s) succeeded on %s in %.2fs",
+                len(outcome.commands),
+                outcome.target or self.grpc_conn_id,
+                outcome.elapsed_s,
+            )
+            return {"state": STATE_SUCCESS, "results": shaped, "error_msg": None}
+        self._push(context, STATE_FAILED, shaped, message)
+        raise AirflowException(message)
+
+    def _push(self, context: Any, state: str, results: Any, error_msg: str | None) -> None:
+        payload = {"state": state, "results": results, "error_msg": error_msg}
+        context["ti"].xcom_push(key="return_value", value=payload)
+
+    def _shape_nothing(self) -> Any:
+        try:
+            return self._pipeline.apply({})
+        except Exception:
+            return []
+
+    # -- arguments after templating --
+
+    def _rendered_commands(self, context: Any) -> list[Command]:
+        try:
+            return validate_commands(self.commands, default_src=default_src(context))
+        except RemSvcError as exc:
+            raise AirflowException(f"RemSvc task {self.task_id!r}: {exc}") from exc
+
+    def _rendered_metadata(self) -> tuple[tuple[str, str], ...]:
+        try:
+            return check_metadata(self.metadata)
+        except RemSvcError as exc:
+            raise AirflowException(f"RemSvc task {self.task_id!r}: {exc}") from exc
+
+
+def check_static_arguments(
+    *,
+    task_id: str,
+    commands: Any,
+    stream_timeout: Any,
+    metadata: Any,
+    result_handler: Any,
+) -> ResultPipeline:
+    """Check what can be checked before templating; return the resolved pipeline.
+
+    Values that contain Jinja (or are not plain data, like an XComArg) are checked
+    after templating, in ``execute``.
+    """
+    try:
+        if not isinstance(stream_timeout, (int, float)) or isinstance(stream_timeout, bool):
+            raise SettingsError(
+                f"stream_timeout must be a number of seconds, got {type(stream_timeout).__name__}"
+            )
+        if not math.isfinite(stream_timeout) or stream_timeout <= 0:
+            raise SettingsError(f"stream_timeout must be a positive number, got {stream_timeout}")
+        if is_static(commands):
+            validate_commands(commands)
+        if is_static(metadata):
+            check_metadata(metadata)
+        return resolve_handler(result_handler)
+    except RemSvcError as exc:
+        raise AirflowException(f"RemSvc task {task_id!r}: {exc}") from exc
+
+
+def check_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
+    """Validate extra call metadata; a credential in it would be stored in plain text."""
+    pairs = normalise_metadata(metadata or ())
+    if any(key == "authorization" for key, _ in pairs):
+        raise SettingsError(
+            "metadata must not contain 'authorization': operator arguments are stored in "
+            "the metadata database. Put the token in the connection's bearer_token field"
+        )
+    return pairs
+
+
+def is_static(value: Any) -> bool:
+    """Plain data with no Jinja anywhere: safe to check before templating."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return True
+    if isinstance(value, str):
+        return not any(marker in value for marker in _JINJA_MARKERS)
+    if isinstance(value, Mapping):
+        return all(is_static(k) and is_static(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(is_static(item) for item in value)
+    return False  # an XComArg, a template object, anything resolved at run time
+
+
+def default_src(context: Any) -> str:
+    """Identify the task instance in server logs, so retries can be told apart."""
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    mapped = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
+    return f"airflow:{ti.dag_id}.{ti.task_id}{mapped}:{ti.run_id}:try{ti.try_number}"
+
+
+def _spec_for_trigger(pipeline: ResultPipeline) -> Any:
+    """The JSON spec, only when the triggerer has fail-fast checks to run from it."""
+    if not pipeline.result_hooks():
+        return None
+    if any(step.info is None for step in pipeline.steps):
+        # A Python callable cannot be sent to the triggerer; its checks run nowhere,
+        # and the success check on the worker still applies.
+        return None
+    return pipeline.spec
+
+
+__all__ = ["RemSvcOperator"]
