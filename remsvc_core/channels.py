@@ -1,0 +1,187 @@
+"""gRPC channels to RemSvc servers, shared per event loop.
+
+A ``grpc.aio`` channel belongs to the event loop it was created on, so channels are
+cached per running loop and then per :meth:`ChannelSettings.channel_key`: every
+stream to the same server from one loop (all deferred tasks in an Airflow triggerer,
+say) shares one HTTP/2 connection, and no channel is ever used from another loop.
+Bearer tokens are per call metadata, not part of a channel.
+
+Certificate files are read once, when a channel is created, in a worker thread so the
+event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+import threading
+import weakref
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+import grpc
+import grpc.aio
+
+from remsvc_core.errors import SettingsError
+from remsvc_core.settings import ChannelSettings
+
+__all__ = ["channel_options", "close_channels", "get_channel", "open_channel"]
+
+# grpc's defaults back off reconnects up to 120 s: a server back after a restart could
+# then stay unreachable from a long-lived triggerer for two minutes. Cap it well below.
+_RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.min_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 8_000),
+)
+# Streams can be silent for as long as a command runs; keepalive pings notice a peer
+# that vanished without closing the connection. 5 minutes is the interval gRPC
+# servers accept by default without calling the client abusive.
+_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+)
+
+
+def channel_options(settings: ChannelSettings) -> list[tuple[str, str | int]]:
+    """The channel arguments used for ``settings`` (receive limit, TLS name, backoff)."""
+    options: list[tuple[str, str | int]] = [
+        ("grpc.max_receive_message_length", settings.max_receive_bytes),
+        *_RECONNECT_OPTIONS,
+        *_KEEPALIVE_OPTIONS,
+    ]
+    if settings.use_tls and settings.tls_server_name:
+        options.append(("grpc.ssl_target_name_override", settings.tls_server_name))
+    return options
+
+
+@dataclass(frozen=True)
+class _TlsMaterial:
+    root_certificates: bytes | None
+    certificate_chain: bytes | None
+    private_key: bytes | None
+
+
+def _read_pem(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise SettingsError(f"cannot read {what} {path!r}: {exc.strerror or exc}") from exc
+    if b"-----BEGIN" not in data:
+        raise SettingsError(f"{what} {path!r} is not a PEM file (no '-----BEGIN' line)")
+    return data
+
+
+def _system_roots() -> bytes | None:
+    """The operating system's CA bundle, so TLS trusts what the host trusts.
+
+    grpc's own default is a CA list bundled in the wheel, which knows nothing of a
+    company CA installed on the host. ``GRPC_DEFAULT_SSL_ROOTS_FILE_PATH`` still wins.
+    """
+    if os.environ.get("GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"):
+        return None
+    paths = ssl.get_default_verify_paths()
+    for candidate in (paths.cafile, paths.openssl_cafile):
+        if candidate and os.path.isfile(candidate):
+            try:
+                with open(candidate, "rb") as handle:
+                    return handle.read()
+            except OSError:
+                continue
+    return None
+
+
+def _read_tls_material(settings: ChannelSettings) -> _TlsMaterial:
+    roots = (
+        _read_pem(settings.ca_cert_path, "ca_cert_path")
+        if settings.ca_cert_path
+        else _system_roots()
+    )
+    chain = key = None
+    if settings.client_cert_path and settings.client_key_path:
+        chain = _read_pem(settings.client_cert_path, "client_cert_path")
+        key = _read_pem(settings.client_key_path, "client_key_path")
+    return _TlsMaterial(roots, chain, key)
+
+
+async def open_channel(settings: ChannelSettings) -> grpc.aio.Channel:
+    """A new channel for ``settings`` on the running loop (not cached; caller closes it)."""
+    options = channel_options(settings)
+    if not settings.use_tls:
+        return grpc.aio.insecure_channel(settings.target, options=options)
+    material = await asyncio.to_thread(_read_tls_material, settings)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=material.root_certificates,
+        private_key=material.private_key,
+        certificate_chain=material.certificate_chain,
+    )
+    return grpc.aio.secure_channel(settings.target, credentials, options=options)
+
+
+@dataclass
+class _LoopChannels:
+    channels: dict[Hashable, grpc.aio.Channel] = field(default_factory=dict)
+    # Created lazily on the owning loop; guards against two tasks building one channel.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopChannels] = (
+    weakref.WeakKeyDictionary()
+)
+# Loops in different threads look up the same dictionary.
+_by_loop_lock = threading.Lock()
+
+
+def _channels_of(loop: asyncio.AbstractEventLoop) -> _LoopChannels:
+    with _by_loop_lock:
+        # A cached channel refers to its loop, which keeps the weak key alive; drop the
+        # entries of loops that were closed without close_channels() so they can go.
+        for stale in [other for other in _by_loop if other.is_closed()]:
+            del _by_loop[stale]
+        state = _by_loop.get(loop)
+        if state is None:
+            state = _by_loop[loop] = _LoopChannels()
+        return state
+
+
+async def get_channel(settings: ChannelSettings) -> grpc.aio.Channel:
+    """The shared channel for ``settings`` on the running event loop."""
+    key = settings.channel_key()
+    state = _channels_of(asyncio.get_running_loop())
+    channel = state.channels.get(key)
+    if channel is not None:
+        return channel
+    async with state.lock:
+        channel = state.channels.get(key)
+        if channel is None:
+            channel = await open_channel(settings)
+            state.channels[key] = channel
+        return channel
+
+
+async def close_channels() -> int:
+    """Close every cached channel of the running loop; returns how many were closed.
+
+    Call it before a loop you created ends (``run_commands_sync`` does); a long-lived
+    loop such as the Airflow triggerer's simply keeps its channels.
+    """
+    loop = asyncio.get_running_loop()
+    with _by_loop_lock:
+        state = _by_loop.pop(loop, None)
+    if state is None:
+        return 0
+    channels = list(state.channels.values())
+    state.channels.clear()
+    for channel in channels:
+        await channel.close(None)
+    return len(channels)
+
+
+def cached_channel_count() -> int:
+    """How many channels the running loop has cached (for diagnostics and tests)."""
+    loop = asyncio.get_running_loop()
+    with _by_loop_lock:
+        state = _by_loop.get(loop)
+    return len(state.channels) if state else 0

@@ -1,0 +1,484 @@
+"""The streaming engine: one RemCmdStrm per batch, every result that arrives kept.
+
+:func:`run_commands` validates the batch, opens one bidirectional stream, writes the
+commands from one task while the calling task reads responses, correlates them by
+``tid`` (never by order) and calls the plugin hooks for each result as it arrives.
+However the stream ends (server finished, server gone, deadline, a plugin stopping
+it) the caller gets a :class:`~remsvc_core.results.StreamOutcome`; it raises only
+for bad input before anything was sent, and on asyncio cancellation.
+
+Nothing is ever sent twice: a failed attempt is retried only when not a single
+command had been handed to the transport yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import math
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from remsvc_core import channels, wire
+from remsvc_core.commands import Command, validate_commands
+from remsvc_core.errors import CommandValidationError, SettingsError
+from remsvc_core.hookspecs import StreamInfo
+from remsvc_core.plugins import StreamHooks
+from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
+from remsvc_core.settings import ChannelSettings
+
+__all__ = ["RETRYABLE_CODES", "RetryPolicy", "run_commands", "run_commands_sync"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: gRPC codes that mean "try again later": retried, but only before the first write.
+RETRYABLE_CODES = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
+CANCELLED = "CANCELLED"
+DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+# The local timeout backs up the gRPC deadline (a transport that never reports it must
+# not hang the caller); the grace lets the server's own status arrive first.
+_LOCAL_TIMEOUT_GRACE_S = 1.0
+_EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often to try reaching the server before the first command is written.
+
+    ``attempts`` counts the first try. Between tries the engine waits
+    ``initial_backoff_s``, then multiplies by ``multiplier`` up to ``max_backoff_s``.
+    Retries never go past the stream's timeout, and never happen once a command has
+    been written: a command must not run twice.
+    """
+
+    attempts: int = 4
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 8.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.attempts, bool)
+            or not isinstance(self.attempts, int)
+            or self.attempts < 1
+        ):
+            raise SettingsError(f"RetryPolicy.attempts must be an int >= 1, got {self.attempts!r}")
+        for name in ("initial_backoff_s", "max_backoff_s"):
+            value = getattr(self, name)
+            if not _finite_number(value) or value < 0:
+                raise SettingsError(f"RetryPolicy.{name} must be a number >= 0, got {value!r}")
+        if not _finite_number(self.multiplier) or self.multiplier < 1:
+            raise SettingsError(f"RetryPolicy.multiplier must be >= 1, got {self.multiplier!r}")
+
+    def backoff_s(self, retry_number: int) -> float:
+        """Seconds to wait before retry ``retry_number`` (1 for the first retry)."""
+        delay: float = self.initial_backoff_s * self.multiplier ** (retry_number - 1)
+        return min(self.max_backoff_s, delay)
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Malformed:
+    """Stands in for response bytes that are not a RemResMsg at all."""
+
+    size: int
+    error: str
+
+
+def _decode_response(data: bytes) -> wire.RawResponse | _Malformed:
+    # grpc would log and hand back None for a deserializer error; keep the reason.
+    try:
+        return wire.decode_response(data)
+    except Exception as exc:
+        return _Malformed(len(data), f"{type(exc).__name__}: {exc}")
+
+
+def _as_batch(commands: Any, default_src: str) -> list[Command]:
+    if (
+        isinstance(commands, Sequence)
+        and not isinstance(commands, (str, bytes))
+        and commands
+        and all(isinstance(item, Command) for item in commands)
+    ):
+        batch = list(commands)
+        tids = [command.tid for command in batch]
+        if len(set(tids)) != len(tids) or min(tids) < 1 or max(tids) > 2**31 - 1:
+            raise CommandValidationError(
+                "already-validated commands must have distinct tids between 1 and 2**31-1; "
+                "pass the raw command dicts instead and let remsvc number them"
+            )
+    else:
+        batch = validate_commands(commands, default_src=default_src)
+    for command in batch:
+        try:
+            wire.encode_command(command)
+        except UnicodeEncodeError as exc:
+            raise CommandValidationError(
+                f"commands[{command.tid - 1}].cmd (tid {command.tid}) cannot be encoded as "
+                f"UTF-8 ({exc.reason} at position {exc.start}); remove the lone surrogate"
+            ) from exc
+    return batch
+
+
+def _check_timeout(stream_timeout: float) -> float:
+    if not _finite_number(stream_timeout) or stream_timeout <= 0:
+        raise SettingsError(
+            f"stream_timeout must be a positive number of seconds, got {stream_timeout!r}"
+        )
+    return float(stream_timeout)
+
+
+def _status_of(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
+    # code() and details() only: debug_error_string() was seen to block forever.
+    code = exc.code()
+    return (code.name if code is not None else "UNKNOWN"), (exc.details() or "")
+
+
+class _Stream:
+    """One run_commands call: its state, attempts and hook calls."""
+
+    def __init__(
+        self,
+        batch: list[Command],
+        settings: ChannelSettings,
+        metadata: tuple[tuple[str, str], ...],
+        stream_timeout: float,
+        policy: RetryPolicy,
+        hooks: StreamHooks,
+    ) -> None:
+        self.batch = batch
+        self.by_tid = {command.tid: command for command in batch}
+        self.settings = settings
+        self.metadata = metadata
+        self.stream_timeout = stream_timeout
+        self.policy = policy
+        self.hooks = hooks
+        self.loop = asyncio.get_running_loop()
+        self.outcome = StreamOutcome(commands=list(batch), target=settings.target)
+        self.outcome.plugin_errors = hooks.errors  # hook failures land in the outcome
+        self.info = StreamInfo(
+            stream_id=uuid.uuid4().hex, target=settings.target, commands=tuple(batch)
+        )
+        self.sent_at: dict[int, float] = {}
+        self.write_started = False
+        self.started_hook_fired = False
+        self.writer_error: str | None = None
+
+    def _set_status(self, code: str, details: str) -> None:
+        self.outcome.status_code = code
+        self.outcome.status_details = details
+
+    async def run(self) -> StreamOutcome:
+        started = self.loop.time()
+        deadline = started + self.stream_timeout
+        log.info(
+            "stream %s: %d command(s) to %s",
+            self.info.stream_id,
+            len(self.batch),
+            self.settings.safe_description(),
+        )
+        try:
+            channel = await channels.get_channel(self.settings)
+            for attempt in range(1, self.policy.attempts + 1):
+                self.outcome.attempts = attempt
+                self.info = replace(self.info, attempt=attempt)
+                delay = await self._attempt(channel, deadline)
+                if delay is None:
+                    break
+                log.info(
+                    "stream %s: %s not reachable (%s), nothing sent; retry %d in %.2fs",
+                    self.info.stream_id,
+                    self.settings.target,
+                    self.outcome.status_code,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            self._set_status(CANCELLED, "cancelled by the caller")
+            self._finish(started)
+            raise
+        self._finish(started)
+        return self.outcome
+
+    def _finish(self, started: float) -> None:
+        self.outcome.elapsed_s = self.loop.time() - started
+        self.hooks.stream_finished(self.outcome, self.info)
+        outcome = self.outcome
+        level = logging.INFO if outcome.complete else logging.WARNING
+        log.log(
+            level,
+            "stream %s: %s after %.3fs, %d of %d result(s), %d attempt(s)%s",
+            self.info.stream_id,
+            outcome.status_code,
+            outcome.elapsed_s,
+            len(outcome.results),
+            len(outcome.commands),
+            outcome.attempts,
+            f"; {outcome.describe_failure()}" if not outcome.complete else "",
+        )
+
+    async def _attempt(self, channel: grpc.aio.Channel, deadline: float) -> float | None:
+        """Run one attempt; return the delay before the next one, or None when done."""
+        remaining = deadline - self.loop.time()
+        if remaining <= 0:
+            self._set_status(DEADLINE_EXCEEDED, f"stream_timeout of {self.stream_timeout}s ran out")
+            return None
+        multicallable = channel.stream_stream(
+            wire.METHOD_STREAM,
+            request_serializer=wire.encode_command,
+            response_deserializer=_decode_response,
+        )
+        call = multicallable(
+            request_iterator=None, timeout=remaining, metadata=self.metadata, wait_for_ready=False
+        )
+        try:
+            return await self._drive(call, deadline)
+        finally:
+            # Whatever ended this attempt (including the caller's cancellation), the
+            # server must learn at once that nobody reads this stream any more.
+            if not call.done():
+                call.cancel()
+
+    async def _drive(self, call: Any, deadline: float) -> float | None:
+        try:
+            await asyncio.wait_for(
+                call.wait_for_connection(),
+                timeout=max(0.0, deadline - self.loop.time()) + _LOCAL_TIMEOUT_GRACE_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            code, details = _status_of(exc)
+            self._set_status(code, details)
+            return self._retry_delay(code, deadline)
+        except asyncio.TimeoutError:
+            self._set_status(DEADLINE_EXCEEDED, self._local_timeout_details("connecting"))
+            return None
+
+        if not self.started_hook_fired:
+            self.started_hook_fired = True
+            self.hooks.stream_started(self.info)
+        writer = self.loop.create_task(self._write_all(call), name="remsvc-stream-writer")
+        try:
+            await asyncio.wait_for(
+                self._read_all(call),
+                timeout=max(0.0, deadline - self.loop.time()) + _LOCAL_TIMEOUT_GRACE_S,
+            )
+        except asyncio.TimeoutError:
+            self._set_status(DEADLINE_EXCEEDED, self._local_timeout_details("waiting for results"))
+        finally:
+            if not call.done():
+                call.cancel()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        if self.writer_error is not None:
+            self._set_status("INTERNAL", self.writer_error)
+        if self.write_started:
+            return None
+        # The call failed before the first write began: nothing ran on the server.
+        return self._retry_delay(self.outcome.status_code, deadline)
+
+    def _retry_delay(self, code: str, deadline: float) -> float | None:
+        attempt = self.outcome.attempts
+        if code not in RETRYABLE_CODES or attempt >= self.policy.attempts:
+            return None
+        delay = self.policy.backoff_s(attempt)
+        if self.loop.time() + delay >= deadline:
+            return None
+        return delay
+
+    def _local_timeout_details(self, doing: str) -> str:
+        return (
+            f"no end of stream within stream_timeout={self.stream_timeout}s while {doing}; "
+            "the client gave up and cancelled the call"
+        )
+
+    async def _write_all(self, call: Any) -> None:
+        try:
+            for command in self.batch:
+                if call.done():
+                    return
+                self.sent_at[command.tid] = self.loop.time()
+                # From here on the server may have the command: never retry this stream.
+                self.write_started = True
+                await call.write(command)
+            await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+            return  # the call is over; the reader reports the status
+        except Exception as exc:
+            self.writer_error = f"client failed writing a command: {type(exc).__name__}: {exc}"
+            log.exception("stream %s: writer failed", self.info.stream_id)
+            call.cancel()
+
+    async def _read_all(self, call: Any) -> None:
+        try:
+            while True:
+                response = await call.read()
+                if response is _EOF:
+                    break
+                stop = self._accept(response, self.loop.time())
+                if stop is not None:
+                    call.cancel()
+                    self._set_status(CANCELLED, stop)
+                    return
+            code = await call.code()
+            self._set_status(
+                code.name if code is not None else "UNKNOWN", await call.details() or ""
+            )
+        except grpc.aio.AioRpcError as exc:
+            self._set_status(*_status_of(exc))
+
+    def _accept(self, response: wire.RawResponse | _Malformed | None, now: float) -> str | None:
+        """Record one response and call its hooks; returns why to stop, if a plugin said so."""
+        if not isinstance(response, wire.RawResponse):
+            error = response.error if isinstance(response, _Malformed) else "no message"
+            size = response.size if isinstance(response, _Malformed) else 0
+            self._unexpected(
+                UnexpectedResponse(
+                    tid=0,
+                    reason="malformed",
+                    rc=0,
+                    out="",
+                    err=f"{size} byte(s) that do not parse as RemResMsg: {error}",
+                )
+            )
+            return None
+        tid = response.tid
+        command = self.by_tid.get(tid)
+        if command is None or tid not in self.sent_at:
+            self._unexpected(
+                UnexpectedResponse(tid, "unknown", response.rc, response.out, response.err)
+            )
+            return None
+        if tid in self.outcome.results:
+            self._unexpected(
+                UnexpectedResponse(tid, "duplicate", response.rc, response.out, response.err)
+            )
+            return None
+        result = CommandResult(
+            tid=tid,
+            rc=response.rc,
+            out=response.out,
+            err=response.err,
+            hsh=response.hsh,
+            cmd=command.cmd,
+            latency_s=max(0.0, now - self.sent_at[tid]),
+            decode_replaced=response.replaced,
+        )
+        self.outcome.results[tid] = result
+        if result.decode_replaced:
+            log.warning(
+                "stream %s: tid %d output was not valid UTF-8; invalid bytes replaced by U+FFFD",
+                self.info.stream_id,
+                tid,
+            )
+        stop = self.hooks.result(result, self.info)
+        if stop is None:
+            return None
+        who, exc = stop
+        return f"stopped by {who} at tid {tid}: {exc}"
+
+    def _unexpected(self, response: UnexpectedResponse) -> None:
+        self.outcome.unexpected.append(response)
+        log.warning(
+            "stream %s: unexpected response (%s) for tid %d",
+            self.info.stream_id,
+            response.reason,
+            response.tid,
+        )
+        self.hooks.unexpected_response(response, self.info)
+
+
+async def run_commands(
+    commands: Any,
+    settings: ChannelSettings,
+    *,
+    stream_timeout: float = 3600.0,
+    metadata: Iterable[tuple[str, str]] = (),
+    hooks: Sequence[object] = (),
+    retry: RetryPolicy | None = None,
+    default_src: str = "",
+) -> StreamOutcome:
+    """Run a batch of commands over one RemCmdStrm and return everything that came back.
+
+    ``commands`` is a list of command dicts (or strings), validated before anything is
+    sent, or an already validated ``list[Command]``. ``stream_timeout`` bounds the whole
+    call, retries included (gRPC deadline and a local timeout). ``metadata`` is added to
+    the call; the settings' bearer token always wins for ``authorization``. ``hooks``
+    are plugin objects for this stream only, on top of the process-wide ones.
+    ``retry`` (default ``RetryPolicy()``) applies only while no command was written.
+
+    Raises :class:`CommandValidationError`, :class:`SettingsError` or
+    :class:`~remsvc_core.plugins.PluginError` for bad input, before sending anything.
+    A failing stream does not raise: the outcome says how it ended.
+    """
+    if not isinstance(settings, ChannelSettings):
+        raise SettingsError(
+            f"settings must be a ChannelSettings, got {type(settings).__name__}; build one "
+            "with remsvc_core.settings_from_fields(host, port, extras)"
+        )
+    batch = _as_batch(commands, default_src)
+    timeout = _check_timeout(stream_timeout)
+    call_metadata = tuple(settings.call_metadata(metadata))
+    policy = retry if retry is not None else RetryPolicy()
+    if not isinstance(policy, RetryPolicy):
+        raise SettingsError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
+    stream_hooks = StreamHooks(hooks)
+    return await _Stream(batch, settings, call_metadata, timeout, policy, stream_hooks).run()
+
+
+def run_commands_sync(
+    commands: Any,
+    settings: ChannelSettings,
+    *,
+    stream_timeout: float = 3600.0,
+    metadata: Iterable[tuple[str, str]] = (),
+    hooks: Sequence[object] = (),
+    retry: RetryPolicy | None = None,
+    default_src: str = "",
+) -> StreamOutcome:
+    """:func:`run_commands` for code without an event loop (scripts, the CLI, notebooks).
+
+    Inside a thread whose event loop is already running (Jupyter), the stream runs on
+    a fresh loop in a worker thread, because the calling thread cannot wait on itself.
+    """
+
+    async def main() -> StreamOutcome:
+        try:
+            return await run_commands(
+                commands,
+                settings,
+                stream_timeout=stream_timeout,
+                metadata=metadata,
+                hooks=hooks,
+                retry=retry,
+                default_src=default_src,
+            )
+        finally:
+            await channels.close_channels()
+
+    return run_sync(main)
+
+
+def run_sync(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine function ``main`` to completion from synchronous code."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="remsvc-sync") as pool:
+        return pool.submit(lambda: asyncio.run(main())).result()
