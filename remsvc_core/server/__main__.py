@@ -1,0 +1,5 @@
+"""``python -m remsvc_core.server`` is ``remsvc-server``."""
+
+from remsvc_core.server.cli import main
+
+raise SystemExit(main())

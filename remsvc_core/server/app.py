@@ -1,0 +1,266 @@
+"""Start and stop the reference server: :func:`start_server` and the blocking :func:`serve`.
+
+Shutting down drains: the server stops taking calls and new commands, gives running
+commands ``drain_grace_s`` to finish (their results are still sent), then kills every
+remaining process group and reaps every child before returning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+
+import grpc
+from grpc import aio
+
+from remsvc_core.errors import ServerConfigError
+from remsvc_core.server.auth import BearerAuthInterceptor
+from remsvc_core.server.config import ServerConfig, is_loopback_host
+from remsvc_core.server.policy import CommandPolicy
+from remsvc_core.server.runner import CommandRunner
+from remsvc_core.server.service import RemSvcService
+from remsvc_core.wire import pb_grpc
+
+__all__ = ["RunningServer", "format_target", "serve", "start_server"]
+
+log = logging.getLogger("remsvc.server")
+
+# Room for stdout and stderr at the cap, even if every byte became U+FFFD (3 bytes).
+_MESSAGE_FLOOR = 64 * 1024 * 1024
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def message_limit(config: ServerConfig) -> int:
+    return max(_MESSAGE_FLOOR, 6 * config.output_cap_bytes + (1 << 20))
+
+
+def format_target(host: str, port: int) -> str:
+    """``host:port``, with brackets around an IPv6 address."""
+    host = host.strip("[]")
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class RunningServer:
+    """A started server. ``port`` is the bound one (useful with port 0)."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        server: aio.Server,
+        service: RemSvcService,
+        port: int,
+        log_handler: logging.Handler | None,
+    ) -> None:
+        self.config = config
+        self.port = port
+        self._server = server
+        self._service = service
+        self._log_handler = log_handler
+        self._stopped = False
+
+    @property
+    def target(self) -> str:
+        host = self.config.host
+        # A wildcard address is reachable through loopback, which is what callers here want.
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host in ("::", "[::]"):
+            host = "::1"
+        return format_target(host, self.port)
+
+    @property
+    def commands_run(self) -> int:
+        return self._service.commands_run
+
+    @property
+    def running_pids(self) -> list[int]:
+        """Pids of commands running right now (each is also its process group id)."""
+        return self._service.runner.live_pids
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain, then kill what is left. ``grace`` defaults to the config's drain grace."""
+        if self._stopped:
+            await self._server.wait_for_termination()
+            return
+        self._stopped = True
+        grace = self.config.drain_grace_s if grace is None else grace
+        self._service.draining = True
+        log.info("stopping: draining running commands for up to %.1fs", grace)
+        await self._server.stop(grace)
+        runner = self._service.runner
+        if runner.live_pids:
+            log.warning(
+                "killing %d command(s) still running after the drain", len(runner.live_pids)
+            )
+        runner.kill_all()
+        if not await runner.wait_idle(5.0):
+            log.error("children not reaped after shutdown: %s", runner.live_pids)
+        log.info("stopped (%d commands run)", self._service.commands_run)
+        if self._log_handler is not None:
+            log.removeHandler(self._log_handler)
+            self._log_handler.close()
+
+    async def wait(self) -> None:
+        """Return when the server has terminated."""
+        await self._server.wait_for_termination()
+
+
+def _credentials(config: ServerConfig) -> grpc.ServerCredentials:
+    def read(key: str, path: str | None) -> bytes:
+        assert path is not None
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise ServerConfigError(
+                f"{config.source}: [tls] {key}: cannot read {path!r}: {exc}"
+            ) from None
+
+    pair = (read("key", config.tls_key), read("cert", config.tls_cert))
+    ca = read("ca", config.tls_ca) if config.tls_ca else None
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def _file_log_handler(config: ServerConfig) -> logging.Handler | None:
+    if not config.log_file:
+        return None
+    try:
+        handler = logging.FileHandler(config.log_file, encoding="utf-8")
+    except OSError as exc:
+        raise ServerConfigError(
+            f"{config.source}: [log] file: cannot open {config.log_file!r}: {exc}"
+        ) from None
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    return handler
+
+
+async def start_server(config: ServerConfig | None = None) -> RunningServer:
+    """Check ``config``, bind and start; raises :class:`ServerConfigError` if it cannot."""
+    config = config or ServerConfig()
+    config.validate()
+    log_handler = _file_log_handler(config)
+    if log_handler is not None:
+        log.addHandler(log_handler)
+    log.setLevel(config.log_level_number)
+    try:
+        return await _start(config, log_handler)
+    except BaseException:
+        if log_handler is not None:
+            log.removeHandler(log_handler)
+            log_handler.close()
+        raise
+
+
+async def _start(config: ServerConfig, log_handler: logging.Handler | None) -> RunningServer:
+    policy = CommandPolicy(config.allowlist, config.denylist)
+    runner = CommandRunner(
+        output_cap=config.output_cap_bytes, timeout_s=config.cmd_timeout_ms / 1000.0
+    )
+    service = RemSvcService(runner, policy, max_parallel=config.max_parallel)
+    limit = message_limit(config)
+    interceptors = [BearerAuthInterceptor(config.auth)] if config.auth else []
+    server = aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            # Two servers on one fixed port must be an error, not a silent split.
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    pb_grpc.add_RemSvcServicer_to_server(service, server)
+    address = format_target(config.host, config.port)
+    try:
+        if config.tls_enabled:
+            port = server.add_secure_port(address, _credentials(config))
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        port = 0
+        reason = str(exc)
+    else:
+        reason = "address in use or not available"
+    if not port:
+        await server.stop(None)
+        raise ServerConfigError(
+            f"{config.source}: [server] host/port: cannot listen on {address} ({reason})"
+        )
+    await server.start()
+    if config.auth and not config.tls_enabled and not is_loopback_host(config.host):
+        log.warning(
+            "bearer tokens are accepted in PLAINTEXT on %s (allow_insecure_auth = true)", address
+        )
+    log.info(
+        "listening on %s (%s%s, auth: %s, max_parallel=%d, cmd_timeout_ms=%d, output_cap_bytes=%d)",
+        format_target(config.host, port),
+        "TLS" if config.tls_enabled else "plaintext",
+        ", client certificates required" if config.tls_ca else "",
+        ", ".join(config.identities) if config.auth else "off",
+        config.max_parallel,
+        config.cmd_timeout_ms,
+        config.output_cap_bytes,
+    )
+    return RunningServer(config, server, service, port, log_handler)
+
+
+def _write_port_file(path: str, port: int) -> None:
+    # Write then rename, so a reader never sees a half-written number.
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".port-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{port}\n")
+    os.replace(tmp, path)
+
+
+async def _serve(config: ServerConfig, port_file: str | None) -> None:
+    running = await start_server(config)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        log.info("received %s", signal.Signals(signum).name)
+        if signals_seen == 1:
+            stop_requested.set()
+        else:
+            log.warning("second signal: killing running commands now")
+            running._service.runner.kill_all()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        if port_file:
+            _write_port_file(port_file, running.port)
+        waiter = asyncio.create_task(running.wait())
+        stopper = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        await running.stop()
+        waiter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiter
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT, then drain and return.
+
+    Logs go to stderr (unless the process already configured logging) and to
+    ``[log] file``. ``port_file`` receives the bound port once the server is ready.
+    """
+    if not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
+    asyncio.run(_serve(config, port_file))

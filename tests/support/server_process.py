@@ -1,0 +1,224 @@
+"""Start ``remsvc-server`` as a real subprocess on an ephemeral loopback port.
+
+The server learns its port from ``--port 0`` and reports it through ``--port-file``;
+the launcher waits (bounded) for that file, so a test starts talking only once the
+server listens. Everything the server prints goes to ``log_path``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServerProcess", "ServerStartError", "launch_server", "render_ini"]
+
+START_TIMEOUT_S = 30.0
+
+_SECTIONS = frozenset({"server", "tls", "auth", "allowlist", "denylist", "log"})
+
+# ServerConfig-style names -> (INI section, key); drain_grace_s is converted to ms.
+_FLAT_KEYS = {
+    "cmd_timeout_ms": ("server", "cmd_timeout_ms"),
+    "max_parallel": ("server", "max_parallel"),
+    "output_cap_bytes": ("server", "output_cap_bytes"),
+    "allow_insecure_auth": ("server", "allow_insecure_auth"),
+    "drain_grace_ms": ("server", "drain_grace_ms"),
+    "tls_enabled": ("tls", "enabled"),
+    "tls_cert": ("tls", "cert"),
+    "tls_key": ("tls", "key"),
+    "tls_ca": ("tls", "ca"),
+    "log_file": ("log", "file"),
+    "log_level": ("log", "level"),
+}
+
+
+class ServerStartError(RuntimeError):
+    """The server exited (or never became ready); ``output`` is everything it printed."""
+
+    def __init__(self, message: str, returncode: int | None, output: str) -> None:
+        super().__init__(f"{message}\n--- server output ---\n{output}")
+        self.returncode = returncode
+        self.output = output
+
+
+def _ini_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def render_ini(sections: Mapping[str, Mapping[str, object] | Iterable[tuple[str, object]]]) -> str:
+    lines: list[str] = []
+    for section, items in sections.items():
+        lines.append(f"[{section}]")
+        pairs = items.items() if isinstance(items, Mapping) else items
+        lines.extend(f"{key} = {_ini_value(value)}" for key, value in pairs)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def sections_from_overrides(overrides: Mapping[str, Any]) -> dict[str, dict[str, object]]:
+    """ServerConfig-style keyword overrides as INI sections."""
+    sections: dict[str, dict[str, object]] = {}
+    for name, value in overrides.items():
+        if name in ("auth", "allowlist", "denylist"):
+            pairs = value.items() if isinstance(value, Mapping) else value
+            sections.setdefault(name, {}).update(dict(pairs))
+        elif name == "drain_grace_s":
+            sections.setdefault("server", {})["drain_grace_ms"] = int(float(value) * 1000)
+        elif name in _FLAT_KEYS:
+            section, key = _FLAT_KEYS[name]
+            sections.setdefault(section, {})[key] = value
+        else:
+            raise TypeError(f"server_process: unknown override {name!r}")
+    return sections
+
+
+@dataclass
+class ServerProcess:
+    popen: subprocess.Popen[bytes]
+    host: str
+    port: int
+    config_path: Path
+    log_path: Path
+    _log_handle: Any = field(repr=False, default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def target(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def terminate(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+
+    def wait(self, timeout: float = 15.0) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def close(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after a bound) and release files."""
+        if self.popen.poll() is None:
+            self.terminate()
+            try:
+                self.popen.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.popen.wait(timeout=10.0)
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+
+
+def _server_command() -> list[str]:
+    script = Path(sys.executable).with_name("remsvc-server")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("remsvc-server")
+    return [found] if found else [sys.executable, "-m", "remsvc_core.server"]
+
+
+def launch_server(
+    workdir: Path,
+    config: str | Mapping[str, Any] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    env: Mapping[str, str] | None = None,
+    wait_ready: bool = True,
+    **overrides: Any,
+) -> ServerProcess:
+    """Write the config, start the server, wait until it listens (or raise ServerStartError).
+
+    ``config`` is INI text (used verbatim), a mapping of sections, or a mapping of
+    ServerConfig-style overrides; keyword ``overrides`` are merged in as the latter.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(config, str):
+        if overrides:
+            raise TypeError("give INI text or overrides, not both")
+        text = config
+    else:
+        given = dict(config or {})
+        if (
+            given
+            and set(given) <= _SECTIONS
+            and all(isinstance(v, Mapping) for v in given.values())
+        ):
+            sections = {k: dict(v) for k, v in given.items()}
+        else:
+            sections = sections_from_overrides(given)
+        for section, values in sections_from_overrides(overrides).items():
+            sections.setdefault(section, {}).update(values)
+        text = render_ini(sections)
+    config_path = workdir / "server.ini"
+    config_path.write_text(text, encoding="utf-8")
+    port_file = workdir / "port"
+    with contextlib.suppress(FileNotFoundError):
+        port_file.unlink()
+    log_path = workdir / "server.log"
+    log_handle = open(log_path, "wb")  # noqa: SIM115 - closed by ServerProcess.close
+    environment = dict(os.environ)
+    environment["PYTHONUNBUFFERED"] = "1"
+    environment.update(env or {})
+    popen = subprocess.Popen(
+        [
+            *_server_command(),
+            "--config",
+            str(config_path),
+            "--host",
+            host,
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log_handle,
+        stderr=subprocess.STDOUT,
+        env=environment,
+        cwd=workdir,
+    )
+    process = ServerProcess(popen, host, 0, config_path, log_path, log_handle)
+    if not wait_ready:
+        return process
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if port_file.exists():
+            text = port_file.read_text().strip()
+            if text:
+                process.port = int(text)
+                return process
+        if popen.poll() is not None:
+            process.close()
+            raise ServerStartError(
+                f"remsvc-server exited with {popen.returncode} before it was ready",
+                popen.returncode,
+                process.log_text(),
+            )
+        time.sleep(0.02)
+    process.close()
+    raise ServerStartError(
+        f"remsvc-server not ready after {START_TIMEOUT_S}s", popen.returncode, process.log_text()
+    )
