@@ -74,9 +74,7 @@ def parse_command_text(text: str, where: str) -> list[Any]:
                 f"{where} starts with '[' but is not valid JSON: {exc.msg} at line {exc.lineno} "
                 f"column {exc.colno}; fix the JSON or write one command per line"
             ) from None
-        if not isinstance(items, list):
-            raise UsageError(f"{where}: the JSON must be a list of commands")
-        return items
+        return list(items)  # valid JSON starting with '[' is always a list
     lines = [line.strip() for line in text.splitlines()]
     commands = [line for line in lines if line and not line.startswith("#")]
     if not commands:

@@ -35,14 +35,14 @@ def register(subparsers: Any) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from remsvc_core.probes import ping_sync
-
     if not 1 <= args.count <= 1000:
         raise UsageError(f"--count must be 1 to 1000, got {args.count}")
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     latencies = []
     with server_settings(args) as settings:
+        from remsvc_core.probes import ping_sync
+
         for _ in range(args.count):
             started = time.perf_counter()
             call_probe(lambda: ping_sync(settings, timeout=args.timeout), settings)

@@ -31,11 +31,11 @@ def register(subparsers: Any) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from remsvc_core.probes import get_status_sync
-
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     with server_settings(args) as settings:
+        from remsvc_core.probes import get_status_sync
+
         reply = call_probe(lambda: get_status_sync(settings, timeout=args.timeout), settings)
     rc, message = int(reply.rc), str(reply.msg)
     if args.output == "json":

@@ -76,8 +76,9 @@ def wants_embedded(args: argparse.Namespace) -> bool:
     }
     given = [name for name, value in remote_only.items() if value]
     if given:
+        verb = "needs" if len(given) == 1 else "need"
         raise UsageError(
-            f"{', '.join(given)} need(s) a server: add --target HOST:PORT or --conn URI "
+            f"{', '.join(given)} {verb} a server: add --target HOST:PORT or --conn URI "
             "(without them remsvc runs on an in-process server, which has no TLS or token)"
         )
     return True
