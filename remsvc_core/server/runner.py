@@ -239,8 +239,9 @@ class CommandRunner:
                 await asyncio.wait({out.closed, err.closed}, timeout=self.linger_s)
             # The leader is a zombie now (not reaped), so its group id is still ours.
             _kill_group(proc.pid)
-            pipes_closed = {out.closed, err.closed}
-            await asyncio.wait(pipes_closed, timeout=_AFTER_KILL_S if timed_out else self.linger_s)
+            # Killed members close their ends at once; only a process that left the
+            # group (setsid) could hold a pipe now, and it does not get to stall us.
+            await asyncio.wait({out.closed, err.closed}, timeout=self.linger_s)
         finally:
             exited.cancel()  # releases the pidfd when we leave early
             for opened in transports:

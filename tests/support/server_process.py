@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +93,7 @@ class ServerProcess:
     config_path: Path
     log_path: Path
     _log_handle: Any = field(repr=False, default=None)
+    _cleanup_dir: Path | None = field(repr=False, default=None)
 
     @property
     def pid(self) -> int:
@@ -130,6 +133,9 @@ class ServerProcess:
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
+        if self._cleanup_dir is not None:
+            shutil.rmtree(self._cleanup_dir, ignore_errors=True)
+            self._cleanup_dir = None
 
 
 def _server_command() -> list[str]:
@@ -147,13 +153,21 @@ def launch_server(
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     wait_ready: bool = True,
+    user: str | None = None,
     **overrides: Any,
 ) -> ServerProcess:
     """Write the config, start the server, wait until it listens (or raise ServerStartError).
 
     ``config`` is INI text (used verbatim), a mapping of sections, or a mapping of
     ServerConfig-style overrides; keyword ``overrides`` are merged in as the latter.
+    ``user`` runs the server as that OS user (needs root); its files then live in a
+    world-writable directory under /tmp, removed when the process is closed.
     """
+    cleanup_dir = None
+    if user is not None:
+        # pytest's tmp_path is private to root; the server must write its port file.
+        workdir = cleanup_dir = Path(tempfile.mkdtemp(prefix="remsvc-server-"))
+        workdir.chmod(0o777)
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, str):
         if overrides:
@@ -182,6 +196,10 @@ def launch_server(
     environment = dict(os.environ)
     environment["PYTHONUNBUFFERED"] = "1"
     environment.update(env or {})
+    as_user: dict[str, Any] = {}
+    if user is not None:
+        as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+        environment["HOME"] = str(workdir)
     popen = subprocess.Popen(
         [
             *_server_command(),
@@ -199,8 +217,9 @@ def launch_server(
         stderr=subprocess.STDOUT,
         env=environment,
         cwd=workdir,
+        **as_user,
     )
-    process = ServerProcess(popen, host, 0, config_path, log_path, log_handle)
+    process = ServerProcess(popen, host, 0, config_path, log_path, log_handle, cleanup_dir)
     if not wait_ready:
         return process
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -222,3 +241,64 @@ def launch_server(
     raise ServerStartError(
         f"remsvc-server not ready after {START_TIMEOUT_S}s", popen.returncode, process.log_text()
     )
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    # The state letter follows the parenthesised command name.
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def wait_until_gone(pid: int, timeout: float = 10.0) -> bool:
+    """Wait (bounded) for ``pid`` to stop running; returns whether it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process_gone(pid):
+            return True
+        time.sleep(0.02)
+    return process_gone(pid)
+
+
+def wait_for_pid_file(path: Path, timeout: float = 10.0) -> int:
+    """Wait (bounded) until a command wrote its pid to ``path``; return the pid."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            text = path.read_text().strip()
+            if text:
+                return int(text)
+        time.sleep(0.02)
+    raise TimeoutError(f"no pid written to {path} within {timeout}s")
+
+
+@dataclass
+class StreamRun:
+    """What one RemCmdStrm call gave: the responses, then how the call ended."""
+
+    responses: list[Any]
+    code: Any
+    details: str
+
+    @property
+    def by_tid(self) -> dict[int, Any]:
+        return {response.tid: response for response in self.responses}
+
+
+def run_stream(stub: Any, requests: Iterable[Any], *, timeout: float = 30.0, metadata: Any = None) -> StreamRun:
+    """Send ``requests`` on one RemCmdStrm and read every response (bounded by ``timeout``)."""
+    import grpc
+
+    responses: list[Any] = []
+    call = stub.RemCmdStrm(iter(list(requests)), timeout=timeout, metadata=metadata)
+    try:
+        for response in call:
+            responses.append(response)
+    except grpc.RpcError as error:
+        # Only code() and details(): debug_error_string() can block on a failed call.
+        return StreamRun(responses, error.code(), error.details() or "")
+    return StreamRun(responses, grpc.StatusCode.OK, "")
