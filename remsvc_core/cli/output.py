@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 FORMATS = ("table", "json", "csv")
 RESULT_COLUMNS = ("tid", "rc", "out", "err")
+_ECHO_COLUMNS = ("cmd", "hsh")
 _GAP = "  "
 _MIN_TEXT_WIDTH = 6
 # Remote output can hold escape sequences that would repaint the user's terminal.
@@ -89,12 +90,16 @@ def _dataframe_rows(frame: Any) -> Table:
 
 
 def result_view(table: Table) -> Table:
-    """Only tid, rc, out, err when the rows are results: the rest is noise on a terminal."""
+    """For result rows: tid, rc, out, err first, then any extra columns a handler added.
+
+    ``cmd`` and ``hsh`` echo what was sent; on a terminal they only crowd the output.
+    """
     columns, rows = table
     if not set(RESULT_COLUMNS) <= set(columns):
         return table
-    picks = [columns.index(name) for name in RESULT_COLUMNS]
-    return list(RESULT_COLUMNS), [[row[i] for i in picks] for row in rows]
+    extras = [name for name in columns if name not in (*RESULT_COLUMNS, *_ECHO_COLUMNS)]
+    picks = [columns.index(name) for name in (*RESULT_COLUMNS, *extras)]
+    return [columns[i] for i in picks], [[row[i] for i in picks] for row in rows]
 
 
 def render_table(table: Table, width: int | None = None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 from remsvc_core.cli import exit_codes
@@ -44,9 +43,8 @@ def execute(args: argparse.Namespace) -> int:
         from remsvc_core.probes import ping_sync
 
         for _ in range(args.count):
-            started = time.perf_counter()
-            call_probe(lambda: ping_sync(settings, timeout=args.timeout), settings)
-            latencies.append(time.perf_counter() - started)
+            reply = call_probe(lambda: ping_sync(settings, timeout=args.timeout), settings)
+            latencies.append(reply.latency_s)
     if args.output == "json":
         sys.stdout.write(
             render_json({"target": settings.target, "latencies_ms": [s * 1000 for s in latencies]})

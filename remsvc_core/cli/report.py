@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from remsvc_core.cli import exit_codes
 from remsvc_core.cli.output import (
-    is_dataframe,
     render_csv,
     render_json,
     render_table,
@@ -117,9 +116,7 @@ def print_outcome(
             if table[0] != ["value"] or table[1]:
                 sys.stdout.write(render_csv(table))
         elif table[1]:
-            if not is_dataframe(value):
-                table = result_view(table)
-            sys.stdout.write(render_table(table, terminal_width(sys.stdout)))
+            sys.stdout.write(render_table(result_view(table), terminal_width(sys.stdout)))
     sys.stdout.flush()
     _print_summary(outcome, verdict)
 

@@ -108,3 +108,11 @@ def test_series_and_scalars_and_lists() -> None:
 def test_to_jsonable(value: object, expected: object) -> None:
     assert to_jsonable(value) == expected
     json.dumps(to_jsonable(value))
+
+
+def test_result_view_keeps_extra_columns_after_the_result_ones() -> None:
+    frame = pd.DataFrame(RESULTS)
+    frame["hash_ok"] = [True, False]
+    columns, rows = result_view(tabulate(frame))
+    assert columns == ["tid", "rc", "out", "err", "hash_ok"]
+    assert rows[1] == [2, 2, "", "first\nsecond\n", False]
