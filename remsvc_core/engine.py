@@ -34,7 +34,7 @@ from remsvc_core.plugins import StreamHooks
 from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
 from remsvc_core.settings import ChannelSettings
 
-__all__ = ["RETRYABLE_CODES", "RetryPolicy", "run_commands", "run_commands_sync"]
+__all__ = ["NO_RETRY", "RETRYABLE_CODES", "RetryPolicy", "run_commands", "run_commands_sync"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,11 +84,11 @@ class RetryPolicy:
         return min(self.max_backoff_s, delay)
 
 
-NO_RETRY = RetryPolicy(attempts=1)
-
-
 def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+NO_RETRY = RetryPolicy(attempts=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +146,70 @@ def _status_of(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
     # code() and details() only: debug_error_string() was seen to block forever.
     code = exc.code()
     return (code.name if code is not None else "UNKNOWN"), (exc.details() or "")
+
+
+# grpc.aio overwrites the server's status with this one when a write was in flight as
+# the server ended the stream (grpc/grpc#36066): a denied command would then read as
+# INTERNAL instead of PERMISSION_DENIED.
+_SYNTHETIC_INTERNAL = ("INTERNAL", "Internal error from Core")
+_REAL_STATUS_WAIT_S = 1.0
+
+
+def _value_now(awaitable: Any) -> Any:
+    """The result of an awaitable that completes without suspending, else None."""
+    try:
+        awaitable.send(None)
+    except StopIteration as finished:
+        return finished.value
+    except Exception:
+        return None
+    awaitable.close()
+    return None
+
+
+class _StatusWatch:
+    """Remembers the first real final status of a call, before grpc can overwrite it.
+
+    grpc.aio runs done-callbacks each time it sets a call's status, with the status
+    already in place, so reading it there (``code()`` returns at once then) sees the
+    server's status even if the synthetic one replaces it a moment later.
+    """
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+        self._cancelled_locally = False
+        self._real: tuple[str, str] | None = None
+        self._arrived = asyncio.Event()
+        call.add_done_callback(self._on_done)
+
+    def _on_done(self, call: Any) -> None:
+        # Runs inside grpc's status bookkeeping: it must never raise.
+        try:
+            if self._cancelled_locally or self._real is not None:
+                return
+            code = _value_now(call.code())
+            details = _value_now(call.details())
+            if code is None:
+                return
+            status = (code.name, details or "")
+            if status != _SYNTHETIC_INTERNAL:
+                self._real = status
+                self._arrived.set()
+        except Exception:  # pragma: no cover - defensive
+            log.debug("could not read a call's status in its done callback", exc_info=True)
+
+    def cancel(self) -> None:
+        """Cancel the call (if still running) without mistaking that for its status."""
+        if not self._call.done():
+            self._cancelled_locally = True
+            self._call.cancel()
+
+    async def real_status(self, reported: tuple[str, str]) -> tuple[str, str]:
+        """The server's status if it arrives (soon), else ``reported``."""
+        if self._real is None and not self._cancelled_locally:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), _REAL_STATUS_WAIT_S)
+        return self._real or reported
 
 
 class _Stream:
@@ -246,15 +310,15 @@ class _Stream:
         call = multicallable(
             request_iterator=None, timeout=remaining, metadata=self.metadata, wait_for_ready=False
         )
+        watch = _StatusWatch(call)
         try:
-            return await self._drive(call, deadline)
+            return await self._drive(call, watch, deadline)
         finally:
             # Whatever ended this attempt (including the caller's cancellation), the
             # server must learn at once that nobody reads this stream any more.
-            if not call.done():
-                call.cancel()
+            watch.cancel()
 
-    async def _drive(self, call: Any, deadline: float) -> float | None:
+    async def _drive(self, call: Any, watch: _StatusWatch, deadline: float) -> float | None:
         try:
             await asyncio.wait_for(
                 call.wait_for_connection(),
@@ -271,22 +335,24 @@ class _Stream:
         if not self.started_hook_fired:
             self.started_hook_fired = True
             self.hooks.stream_started(self.info)
-        writer = self.loop.create_task(self._write_all(call), name="remsvc-stream-writer")
+        writer = self.loop.create_task(self._write_all(call, watch), name="remsvc-stream-writer")
         try:
-            await asyncio.wait_for(
-                self._read_all(call),
+            status = await asyncio.wait_for(
+                self._read_all(call, watch),
                 timeout=max(0.0, deadline - self.loop.time()) + _LOCAL_TIMEOUT_GRACE_S,
             )
         except asyncio.TimeoutError:
-            self._set_status(DEADLINE_EXCEEDED, self._local_timeout_details("waiting for results"))
+            status = (DEADLINE_EXCEEDED, self._local_timeout_details("waiting for results"))
         finally:
-            if not call.done():
-                call.cancel()
+            watch.cancel()
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+        if status == _SYNTHETIC_INTERNAL:
+            status = await watch.real_status(status)
         if self.writer_error is not None:
-            self._set_status("INTERNAL", self.writer_error)
+            status = ("INTERNAL", self.writer_error)
+        self._set_status(*status)
         if self.write_started:
             return None
         # The call failed before the first write began: nothing ran on the server.
@@ -307,7 +373,7 @@ class _Stream:
             "the client gave up and cancelled the call"
         )
 
-    async def _write_all(self, call: Any) -> None:
+    async def _write_all(self, call: Any, watch: _StatusWatch) -> None:
         try:
             for command in self.batch:
                 if call.done():
@@ -322,9 +388,10 @@ class _Stream:
         except Exception as exc:
             self.writer_error = f"client failed writing a command: {type(exc).__name__}: {exc}"
             log.exception("stream %s: writer failed", self.info.stream_id)
-            call.cancel()
+            watch.cancel()
 
-    async def _read_all(self, call: Any) -> None:
+    async def _read_all(self, call: Any, watch: _StatusWatch) -> tuple[str, str]:
+        """Read until the stream ends; returns its final (code, details)."""
         try:
             while True:
                 response = await call.read()
@@ -332,15 +399,12 @@ class _Stream:
                     break
                 stop = self._accept(response, self.loop.time())
                 if stop is not None:
-                    call.cancel()
-                    self._set_status(CANCELLED, stop)
-                    return
+                    watch.cancel()
+                    return CANCELLED, stop
             code = await call.code()
-            self._set_status(
-                code.name if code is not None else "UNKNOWN", await call.details() or ""
-            )
+            return (code.name if code is not None else "UNKNOWN"), (await call.details() or "")
         except grpc.aio.AioRpcError as exc:
-            self._set_status(*_status_of(exc))
+            return _status_of(exc)
 
     def _accept(self, response: wire.RawResponse | _Malformed | None, now: float) -> str | None:
         """Record one response and call its hooks; returns why to stop, if a plugin said so."""
