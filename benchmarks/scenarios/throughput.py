@@ -1,0 +1,94 @@
+"""1. Throughput of one stream, against spawning the same commands directly.
+
+The baseline is the physical limit for running commands one after another: a process
+that spawns ``/bin/sh -c true`` with stdin closed and both pipes read, N times in a
+row, which is exactly what the server does per command. One RemCmdStrm with the
+server's max_parallel = 1 can at best approach it; with max_parallel > 1 the server
+runs a stream's commands side by side, and on 2 cores can pass it.
+"""
+
+from __future__ import annotations
+
+import functools
+from contextlib import ExitStack
+from typing import Any
+
+from benchmarks.measure import median, paired_ratio, rotating_rounds, run_worker, spread
+from benchmarks.report import Row, ScenarioResult, Target
+from benchmarks.scenarios import Context
+from benchmarks.server_proc import ServerProcess
+
+KEY = "throughput"
+TITLE = "1. One stream vs direct spawn"
+CMD = "true"
+TARGETS = {1: Target(">=", 0.85), 4: Target(">=", 1.6)}
+
+
+def run(ctx: Context) -> ScenarioResult:
+    sizes = ctx.sizes
+    n = sizes.throughput_n
+    levels = (1, *sizes.parallel_levels)
+    result = ScenarioResult(KEY, TITLE)
+    server_cpu: dict[int, list[float]] = {level: [] for level in levels}
+    client_cpu: dict[int, list[float]] = {level: [] for level in levels}
+    raw: dict[str, list[dict[str, Any]]] = {}
+
+    def direct() -> float:
+        out = run_worker("direct_spawn", {"n": n, "cmd": CMD})
+        raw.setdefault("direct", []).append(out)
+        if out["failures"]:
+            raise RuntimeError(f"{out['failures']} direct spawns of {CMD!r} failed")
+        return float(out["rate"])
+
+    with ExitStack() as stack:
+        servers = {
+            level: stack.enter_context(ServerProcess(max_parallel=level)) for level in levels
+        }
+
+        def ours(level: int) -> float:
+            server = servers[level]
+            before = server.cpu_seconds()
+            out = run_worker("stream", {"target": server.target, "n": n, "cmd": CMD})
+            server_cpu[level].append((server.cpu_seconds() - before) / n * 1e6)
+            client_cpu[level].append(float(out["cpu_us_per_result"]))
+            raw.setdefault(f"max_parallel={level}", []).append(out)
+            if out["missing"] or out["status"] != "OK" or out["nonzero_rc"]:
+                raise RuntimeError(
+                    f"stream with max_parallel={level} fell short: {out['status']} "
+                    f"{out['details']!r}, {out['missing']} missing, {out['nonzero_rc']} rc != 0"
+                )
+            return float(out["rate"])
+
+        measures = {"direct": direct}
+        for level in levels:
+            measures[f"max_parallel={level}"] = functools.partial(ours, level)
+        ctx.log(f"throughput: {sizes.rounds} round(s) of {n} commands x {len(measures)}")
+        values = rotating_rounds(sizes.rounds, measures)
+
+    base = values["direct"]
+    for level in levels:
+        rates = values[f"max_parallel={level}"]
+        result.rows.append(
+            Row(
+                case=f"one stream, server max_parallel={level}",
+                value=median(rates),
+                unit="cmd/s",
+                baseline=median(base),
+                baseline_label="direct sequential spawn",
+                ratio=paired_ratio(rates, base),
+                target=TARGETS.get(level),
+            )
+        )
+        result.notes.append(
+            f"max_parallel={level}: rates {spread(rates)} cmd/s over {len(rates)} round(s); "
+            f"client CPU {median(client_cpu[level]):.0f} µs/command, server process CPU "
+            f"{median(server_cpu[level]):.0f} µs/command (its children not counted)"
+        )
+    result.notes.insert(
+        0,
+        f"N = {n} x `{CMD}` per measurement, {sizes.rounds} round(s); direct spawn rates "
+        f"{spread(base)} cmd/s. Server and client are separate processes on loopback; each "
+        "measurement is a fresh client process, warmed up with a 3-command stream first.",
+    )
+    result.details = {"rounds": raw}
+    return result
