@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from remsvc_core.errors import HandlerError
 from remsvc_core.handlers import as_tid, is_dataframe, result_handler, result_list
 
 KEEP_CHOICES = ("all", "failures", "successes")
@@ -86,6 +87,8 @@ def rc_filter(results: Any, *, accept: Any = (0,), keep: Any = "all") -> Any:
     accepted = _codes(accept)
     wanted = _keep_predicate(keep, accepted)
     if is_dataframe(results):
+        if "rc" not in results.columns:
+            raise HandlerError("'rc_filter' cannot use a DataFrame without an 'rc' column")
         mask = [wanted(as_tid(rc)) for rc in results["rc"]]
         return results[mask].reset_index(drop=True)
     return [

@@ -13,6 +13,7 @@ import, unknown or bad options. Running the pipeline can then only fail on the d
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -187,13 +188,7 @@ def _step_items(spec: Any) -> list[Any]:
     if isinstance(spec, str):
         text = spec.strip()
         if text[:1] in ("[", "{"):
-            try:
-                spec = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise HandlerError(
-                    f"result handler spec {spec!r} looks like JSON but does not parse: {exc}"
-                ) from exc
-            return _step_items(spec)
+            return _step_items(_parse_spec_text(text))
         return [spec]
     if isinstance(spec, (list, tuple)):
         if not spec:
@@ -203,6 +198,24 @@ def _step_items(spec: Any) -> list[Any]:
             )
         return list(spec)
     return [spec]
+
+
+def _parse_spec_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        error = exc
+    # A Jinja-rendered Python list or dict ("['rc_filter', 'dataframe']") arrives as
+    # its repr; literal_eval reads that and nothing else (no names, no calls).
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise HandlerError(
+            f"result handler spec {text!r} looks like JSON but does not parse: {error}"
+        ) from error
+    if not isinstance(value, (list, tuple, dict)):
+        raise HandlerError(f"result handler spec {text!r} is not a list or an object")
+    return value
 
 
 def _step(item: Any, index: int) -> PipelineStep:

@@ -17,6 +17,7 @@ import difflib
 import importlib
 import importlib.metadata as metadata
 import re
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from typing import Any
 from remsvc_core.errors import HandlerError, HandlerNotFoundError
 
 ENTRY_POINT_GROUP = "remsvc.handlers"
+_PACKAGE = __name__.rpartition(".")[0]
 BUILTIN_DISTRIBUTION = "airflow-provider-remsvc"
 
 # Used only when our own distribution's metadata is not visible (running from a
@@ -186,8 +188,18 @@ def _warn_conflict(name: str, cands: list[_Candidate]) -> None:
         + " or ".join(repr(f"{c.package}:{name}") for c in others)
         + ", or uninstall the package you do not want.",
         HandlerConflictWarning,
-        stacklevel=4,
+        stacklevel=_stacklevel_outside_package(),
     )
+
+
+def _stacklevel_outside_package() -> int:
+    # Point the warning at the caller's code (the DAG file, the CLI), not at ours.
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(_PACKAGE):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _not_found_message(package: str, short: str) -> str:

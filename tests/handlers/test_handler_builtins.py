@@ -174,6 +174,8 @@ def test_rc_filter_on_a_dataframe(many_results: Any) -> None:
     assert failures["tid"].tolist() == [4, 9, 13]
     assert isinstance(failures.index, pd.RangeIndex)
     assert failures.dtypes.equals(frame.dtypes)
+    with pytest.raises(HandlerError, match="without an 'rc' column"):
+        rc_filter(frame.drop(columns=["rc"]))
 
 
 # --- verify_hash -------------------------------------------------------------------

@@ -46,6 +46,14 @@ def test_every_spec_form_resolves_to_the_same_json_spec() -> None:
     assert resolve_handler(pipeline) is pipeline
 
 
+def test_jinja_rendered_python_list_is_read() -> None:
+    # "{{ params.handlers }}" renders a Python list as its repr, not as JSON
+    rendered = "['rc_filter', {'name': 'verify_hash', 'options': {'on_mismatch': 'mark'}}]"
+    assert resolve_handler(rendered).names == ["rc_filter", "verify_hash"]
+    with pytest.raises(HandlerError, match="looks like JSON but does not parse"):
+        resolve_handler("[__import__('os')]")
+
+
 def test_single_name_with_options() -> None:
     pipeline = resolve_handler({"name": "rc_filter", "options": {"accept": [0, 1]}})
     assert pipeline.names == ["rc_filter"]
@@ -304,6 +312,7 @@ def test_duplicate_name_prefers_alphabetical_package_and_warns(fake_dists: Any) 
     assert "alpha-handlers" in message
     assert "zeta-handlers" in message
     assert "'zeta-handlers:dup'" in message
+    assert record[0].filename == __file__  # points at the caller, not at remsvc
     # the qualified form picks the other one explicitly, without a warning
     assert resolve_handler("zeta-handlers:dup").apply({}) == "zeta"
     infos = [i for i in list_handlers() if i.name == "dup"]
