@@ -77,7 +77,16 @@ class PipelineStep:
 
     def result_hook(self) -> object | None:
         make = getattr(self.handler, "result_hook", None)
-        return make(**self.options) if callable(make) else None
+        if not callable(make):
+            return None
+        try:
+            hook: object | None = make(**self.options)
+        except Exception as exc:
+            raise HandlerError(
+                f"result handler {self.name!r} could not make its fail-fast hook: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return hook
 
 
 class ResultPipeline:
