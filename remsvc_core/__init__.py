@@ -50,6 +50,8 @@ _EXPORTS = {
     "HandlerNotFoundError": "remsvc_core.errors",
     "StreamError": "remsvc_core.errors",
     "StopStream": "remsvc_core.errors",
+    "ResultPipeline": "remsvc_core.handlers",
+    "HandlerInfo": "remsvc_core.handlers",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -69,26 +71,64 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from remsvc_core.commands import Command, validate_commands
-    from remsvc_core.connection import settings_from_fields, settings_from_uri
-    from remsvc_core.engine import RetryPolicy, run_commands, run_commands_sync
-    from remsvc_core.errors import (
-        CommandValidationError,
-        HandlerError,
-        HandlerNotFoundError,
-        RemSvcError,
-        ServerConfigError,
-        SettingsError,
-        StopStream,
-        StreamError,
+    from remsvc_core.commands import (
+        Command as Command,
+        validate_commands as validate_commands,
     )
-    from remsvc_core.handlers import list_handlers, resolve_handler
-    from remsvc_core.hashing import command_hash
-    from remsvc_core.hookspecs import hookimpl
-    from remsvc_core.plugins import register_plugin
-    from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
-    from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
-    from remsvc_core.secret import Secret
-    from remsvc_core.server.config import ServerConfig
-    from remsvc_core.server.embedded import EmbeddedServer
-    from remsvc_core.settings import ChannelSettings
+    from remsvc_core.connection import (
+        settings_from_fields as settings_from_fields,
+        settings_from_uri as settings_from_uri,
+    )
+    from remsvc_core.engine import (
+        RetryPolicy as RetryPolicy,
+        run_commands as run_commands,
+        run_commands_sync as run_commands_sync,
+    )
+    from remsvc_core.errors import (
+        CommandValidationError as CommandValidationError,
+        HandlerError as HandlerError,
+        HandlerNotFoundError as HandlerNotFoundError,
+        RemSvcError as RemSvcError,
+        ServerConfigError as ServerConfigError,
+        SettingsError as SettingsError,
+        StopStream as StopStream,
+        StreamError as StreamError,
+    )
+    from remsvc_core.handlers import (
+        HandlerInfo as HandlerInfo,
+        ResultPipeline as ResultPipeline,
+        list_handlers as list_handlers,
+        resolve_handler as resolve_handler,
+    )
+    from remsvc_core.hashing import (
+        command_hash as command_hash,
+    )
+    from remsvc_core.hookspecs import (
+        hookimpl as hookimpl,
+    )
+    from remsvc_core.plugins import (
+        register_plugin as register_plugin,
+    )
+    from remsvc_core.probes import (
+        get_status as get_status,
+        get_status_sync as get_status_sync,
+        ping as ping,
+        ping_sync as ping_sync,
+    )
+    from remsvc_core.results import (
+        CommandResult as CommandResult,
+        StreamOutcome as StreamOutcome,
+        UnexpectedResponse as UnexpectedResponse,
+    )
+    from remsvc_core.secret import (
+        Secret as Secret,
+    )
+    from remsvc_core.server.config import (
+        ServerConfig as ServerConfig,
+    )
+    from remsvc_core.server.embedded import (
+        EmbeddedServer as EmbeddedServer,
+    )
+    from remsvc_core.settings import (
+        ChannelSettings as ChannelSettings,
+    )
