@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -67,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:  # raised by our own argparse actions and types
         print(f"remsvc: error: {exc}", file=sys.stderr)
         return exit_codes.USAGE
+    if args.subcommand != "serve":  # the server sets up its own logging
+        _configure_logging(debug=args.debug)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -90,6 +93,16 @@ def exit_status_for(error: RemSvcError) -> int:
     if isinstance(error, ConnectionFailure):
         return exit_codes.CONNECTION
     return exit_codes.FAILED
+
+
+def _configure_logging(*, debug: bool) -> None:
+    # Stream failures, plugin errors and refusals are already in the summary we
+    # print; the library's own warnings about them would only say it twice.
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.ERROR,
+        format="remsvc: %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
 
 
 def _tolerate_unencodable_output() -> None:

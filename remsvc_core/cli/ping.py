@@ -43,7 +43,7 @@ def execute(args: argparse.Namespace) -> int:
         from remsvc_core.probes import ping_sync
 
         for _ in range(args.count):
-            reply = call_probe(lambda: ping_sync(settings, timeout=args.timeout), settings)
+            reply = call_probe(lambda: ping_sync(settings, timeout=args.timeout))
             latencies.append(reply.latency_s)
     if args.output == "json":
         sys.stdout.write(

@@ -36,7 +36,7 @@ def execute(args: argparse.Namespace) -> int:
     with server_settings(args) as settings:
         from remsvc_core.probes import get_status_sync
 
-        reply = call_probe(lambda: get_status_sync(settings, timeout=args.timeout), settings)
+        reply = call_probe(lambda: get_status_sync(settings, timeout=args.timeout))
     rc, message = int(reply.rc), str(reply.msg)
     if args.output == "json":
         sys.stdout.write(render_json({"target": settings.target, "rc": rc, "msg": message}))
