@@ -27,7 +27,7 @@ import grpc.aio
 from remsvc_core import wire
 from remsvc_core.settings import ChannelSettings
 
-__all__ = ["Misbehaviour", "MisbehavingServer", "encode_response"]
+__all__ = ["MisbehavingServer", "Misbehaviour", "encode_response"]
 
 _START_TIMEOUT_S = 15.0
 _NEVER_S = 3600.0  # "forever" for a server that never answers; the client gives up first
@@ -46,7 +46,9 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def encode_response(tid: int, rc: int = 0, out: bytes = b"", err: bytes = b"", hsh: bytes = b"") -> bytes:
+def encode_response(
+    tid: int, rc: int = 0, out: bytes = b"", err: bytes = b"", hsh: bytes = b""
+) -> bytes:
     """A ``RemResMsg`` in protobuf wire format, with ``out``/``err`` as raw bytes."""
     message = bytearray()
     for number, value in ((1, rc), (2, tid)):
@@ -95,6 +97,7 @@ class Received:
     tid: int
     cmd: str
     hsh: str
+    src: str
 
 
 class MisbehavingServer:
@@ -166,7 +169,9 @@ class MisbehavingServer:
                 if request is grpc.aio.EOF:
                     break
                 with self._lock:
-                    self.received.append(Received(call, request.tid, request.cmd, request.hsh))
+                    self.received.append(
+                        Received(call, request.tid, request.cmd, request.hsh, request.src)
+                    )
                     read_count = sum(1 for r in self.received if r.call == call)
                 if b.fail_after_reading is not None and read_count >= b.fail_after_reading:
                     await context.abort(b.fail_code, b.fail_details)
@@ -235,8 +240,9 @@ class MisbehavingServer:
 
         def run() -> None:
             asyncio.set_event_loop(loop)
-            loop.create_task(boot())
+            booting = loop.create_task(boot())
             loop.run_forever()
+            booting.cancel()
             loop.close()
 
         self._thread = threading.Thread(target=run, name="misbehaving-server", daemon=True)
