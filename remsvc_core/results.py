@@ -47,7 +47,11 @@ class CommandResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.as_dict(), "latency_s": self.latency_s, "decode_replaced": self.decode_replaced}
+        return {
+            **self.as_dict(),
+            "latency_s": self.latency_s,
+            "decode_replaced": self.decode_replaced,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CommandResult:
@@ -77,7 +81,13 @@ class UnexpectedResponse:
     err: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"tid": self.tid, "reason": self.reason, "rc": self.rc, "out": self.out, "err": self.err}
+        return {
+            "tid": self.tid,
+            "reason": self.reason,
+            "rc": self.rc,
+            "out": self.out,
+            "err": self.err,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UnexpectedResponse:
@@ -130,7 +140,9 @@ class StreamOutcome:
         """One paragraph saying how the stream fell short; empty when it did not."""
         problems = []
         if self.status_code != OK:
-            problems.append(f"stream ended with {self.status_code}: {self.status_details}".rstrip(": "))
+            problems.append(
+                f"stream ended with {self.status_code}: {self.status_details}".rstrip(": ")
+            )
         missing = self.missing_tids
         if missing:
             problems.append(f"no result for tid(s) {_tid_list(missing)}")
@@ -140,7 +152,9 @@ class StreamOutcome:
                 + ", ".join(f"tid {u.tid} ({u.reason})" for u in self.unexpected[:10])
             )
         if problems:
-            problems.append(f"{len(self.results)} of {len(self.commands)} result(s) arrived and are kept")
+            problems.append(
+                f"{len(self.results)} of {len(self.commands)} result(s) arrived and are kept"
+            )
         return "; ".join(problems)
 
     def to_json(self) -> dict[str, Any]:

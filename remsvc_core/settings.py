@@ -37,7 +37,9 @@ class ChannelSettings:
 
     def __post_init__(self) -> None:
         if isinstance(self.bearer_token, str):
-            object.__setattr__(self, "bearer_token", Secret(self.bearer_token) if self.bearer_token else None)
+            object.__setattr__(
+                self, "bearer_token", Secret(self.bearer_token) if self.bearer_token else None
+            )
         object.__setattr__(self, "metadata", normalise_metadata(self.metadata))
         self.validate()
 

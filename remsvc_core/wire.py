@@ -25,7 +25,15 @@ except ImportError as exc:  # pragma: no cover - only in a checkout that was nev
 
 from remsvc_core.commands import Command
 
-__all__ = ["METHOD_PING", "METHOD_REMCMD", "METHOD_STATUS", "METHOD_STREAM", "RawResponse", "pb", "pb_grpc"]
+__all__ = [
+    "METHOD_PING",
+    "METHOD_REMCMD",
+    "METHOD_STATUS",
+    "METHOD_STREAM",
+    "RawResponse",
+    "pb",
+    "pb_grpc",
+]
 
 SERVICE = "RS.RemSvc"
 METHOD_PING = f"/{SERVICE}/Ping"
@@ -51,7 +59,9 @@ def _lenient_response_class() -> Any:
     # A private pool: nothing else in the process can clash with these names.
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("remsvc_lenient.RemResMsgBytes"))
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("remsvc_lenient.RemResMsgBytes")
+    )
 
 
 _LenientRemResMsg = _lenient_response_class()

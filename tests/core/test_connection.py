@@ -24,7 +24,8 @@ def test_original_nested_extra_form_keeps_tls_and_token(ca_file: str) -> None:
     settings = settings_from_fields("remotehost", 50051, {"extra": nested})
     assert settings.use_tls is True
     assert settings.ca_cert_path == ca_file
-    assert settings.bearer_token is not None and settings.bearer_token.reveal() == "tok-123"
+    assert settings.bearer_token is not None
+    assert settings.bearer_token.reveal() == "tok-123"
 
 
 def test_uri_with_original_extra_query(ca_file: str) -> None:
@@ -33,7 +34,8 @@ def test_uri_with_original_extra_query(ca_file: str) -> None:
     )
     settings = settings_from_uri(uri)
     assert settings.target == "remotehost:50051"
-    assert settings.use_tls and settings.ca_cert_path == ca_file
+    assert settings.use_tls
+    assert settings.ca_cert_path == ca_file
     assert "secret-prod-token" not in repr(settings)
 
 
@@ -41,11 +43,14 @@ def test_uri_with_flat_query_and_dunder_extra() -> None:
     assert settings_from_uri("remsvc://h:1?use_ssl=true").use_tls is True
     assert settings_from_uri("remsvc://h?use_ssl=false").target == "h:50051"
     dunder = settings_from_uri('remsvc://h:7?__extra__={"use_ssl": "yes"}')
-    assert dunder.use_tls is True and dunder.target == "h:7"
+    assert dunder.use_tls is True
+    assert dunder.target == "h:7"
 
 
 def test_legacy_prefixed_keys_and_blank_form_fields() -> None:
-    flat = flatten_extras({"extra__remsvc__use_ssl": True, "ca_cert_path": "", "bearer_token": None})
+    flat = flatten_extras(
+        {"extra__remsvc__use_ssl": True, "ca_cert_path": "", "bearer_token": None}
+    )
     assert flat == {"use_ssl": True}
 
 

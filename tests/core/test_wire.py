@@ -44,7 +44,8 @@ def test_field_numbers_match_the_upstream_contract() -> None:
     service = pb.DESCRIPTOR.services_by_name["RemSvc"]
     assert service.full_name == "RS.RemSvc"
     stream = service.methods_by_name["RemCmdStrm"]
-    assert stream.client_streaming and stream.server_streaming
+    assert stream.client_streaming
+    assert stream.server_streaming
 
 
 def test_command_encodes_with_hash() -> None:

@@ -58,11 +58,14 @@ def test_wheel_ships_stubs_and_entry_points(dists: dict[str, Path]) -> None:
         text = wheel.read(entry_points).decode()
         metadata = wheel.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert set(STUBS) <= names
-    assert "[apache_airflow_provider]" in text and "remsvc_provider:get_provider_info" in text
-    assert "[remsvc.handlers]" in text and "dataframe = " in text
+    assert "[apache_airflow_provider]" in text
+    assert "remsvc_provider:get_provider_info" in text
+    assert "[remsvc.handlers]" in text
+    assert "dataframe = " in text
     assert "remsvc = remsvc_core.cli:main" in text
     # Runtime floors derived from the generator that wrote the stubs.
-    assert "Requires-Dist: grpcio>=" in metadata and "Requires-Dist: protobuf>=" in metadata
+    assert "Requires-Dist: grpcio>=" in metadata
+    assert "Requires-Dist: protobuf>=" in metadata
 
 
 def test_sdist_carries_proto_hook_and_stubs(dists: dict[str, Path]) -> None:
@@ -98,7 +101,12 @@ def test_sdist_installs_and_serves_without_a_checkout(
         "print(remsvc_core.wire.pb.DESCRIPTOR.package)"
     )
     done = subprocess.run(
-        [str(python), "-c", probe], cwd=elsewhere, env=clean_env, capture_output=True, text=True, timeout=60
+        [str(python), "-c", probe],
+        cwd=elsewhere,
+        env=clean_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "RS"
@@ -107,7 +115,13 @@ def test_sdist_installs_and_serves_without_a_checkout(
     config = elsewhere / "server.ini"
     config.write_text("[server]\nport = 0\ncmd_timeout_ms = 5000\n")
     server = subprocess.Popen(
-        [str(env_dir / "bin" / "remsvc-server"), "--config", str(config), "--port-file", str(port_file)],
+        [
+            str(env_dir / "bin" / "remsvc-server"),
+            "--config",
+            str(config),
+            "--port-file",
+            str(port_file),
+        ],
         cwd=elsewhere,
         env=clean_env,
         stdout=subprocess.DEVNULL,
@@ -121,7 +135,13 @@ def test_sdist_installs_and_serves_without_a_checkout(
             time.sleep(0.1)
         port = int(port_file.read_text())
         ping = subprocess.run(
-            [str(env_dir / "bin" / "remsvc"), "run", "--target", f"127.0.0.1:{port}", "echo from-sdist"],
+            [
+                str(env_dir / "bin" / "remsvc"),
+                "run",
+                "--target",
+                f"127.0.0.1:{port}",
+                "echo from-sdist",
+            ],
             cwd=elsewhere,
             env=clean_env,
             capture_output=True,
