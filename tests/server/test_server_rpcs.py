@@ -14,8 +14,18 @@ from remsvc_core.server.runner import truncation_marker
 from remsvc_core.wire import pb, pb_grpc
 
 
+def wait_for_file_cmd(path: object, *, tries: int, found: str, missing: str) -> str:
+    """Shell that polls for ``path`` (``tries`` x 50 ms), then runs ``found`` or ``missing``."""
+    return (
+        f"i=0; while [ $i -lt {tries} ]; do [ -e {path} ] && {{ {found}; exit 0; }}; "
+        f"sleep 0.05; i=$((i+1)); done; {missing}"
+    )
+
+
 def test_ping_echoes_seq_time_and_data(stub):
-    reply = stub.Ping(pb.PingMsg(seq=7, time=1_700_000_000_123, data=b"\x00\xffpayload"), timeout=10)
+    reply = stub.Ping(
+        pb.PingMsg(seq=7, time=1_700_000_000_123, data=b"\x00\xffpayload"), timeout=10
+    )
     assert (reply.seq, reply.time, reply.data) == (7, 1_700_000_000_123, b"\x00\xffpayload")
 
 
@@ -26,7 +36,9 @@ def test_get_status_reports_uptime_and_counts_commands(stub):
     assert match, before.msg
     stub.RemCmd(pb.RemCmdMsg(cmd="true", tid=1), timeout=10)
     run_stream(stub, [pb.RemCmdMsg(cmd="true", tid=1), pb.RemCmdMsg(cmd="false", tid=2)])
-    after = re.fullmatch(r"state=OK uptime=(\d+)s commands=(\d+)", stub.GetStatus(pb.Empty(), timeout=10).msg)
+    after = re.fullmatch(
+        r"state=OK uptime=(\d+)s commands=(\d+)", stub.GetStatus(pb.Empty(), timeout=10).msg
+    )
     assert after
     assert int(after.group(2)) == int(match.group(2)) + 3
     assert int(after.group(1)) >= int(match.group(1))
@@ -34,8 +46,16 @@ def test_get_status_reports_uptime_and_counts_commands(stub):
 
 def test_remcmd_runs_one_command_and_echoes_tid_and_hash(stub):
     cmd = "echo out; echo err >&2; exit 3"
-    reply = stub.RemCmd(pb.RemCmdMsg(cmd=cmd, tid=42, src="test", hsh=command_hash(cmd)), timeout=10)
-    assert (reply.tid, reply.rc, reply.out, reply.err, reply.hsh) == (42, 3, "out\n", "err\n", command_hash(cmd))
+    reply = stub.RemCmd(
+        pb.RemCmdMsg(cmd=cmd, tid=42, src="test", hsh=command_hash(cmd)), timeout=10
+    )
+    assert (reply.tid, reply.rc, reply.out, reply.err, reply.hsh) == (
+        42,
+        3,
+        "out\n",
+        "err\n",
+        command_hash(cmd),
+    )
 
 
 def test_empty_hash_skips_the_check(stub):
@@ -53,13 +73,17 @@ def test_remcmd_hash_mismatch_is_invalid_argument(stub):
 def test_uppercase_hash_digits_do_not_match(stub):
     # Upstream compares the hex digits case-sensitively; so do we.
     with pytest.raises(grpc.RpcError) as caught:
-        stub.RemCmd(pb.RemCmdMsg(cmd="echo hi", tid=1, hsh=command_hash("echo hi").upper()), timeout=10)
+        stub.RemCmd(
+            pb.RemCmdMsg(cmd="echo hi", tid=1, hsh=command_hash("echo hi").upper()), timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_stream_runs_commands_in_order_and_echoes_tid_and_hash(stub):
     cmds = ["echo one", "echo two >&2; exit 4", "printf three"]
-    requests = [pb.RemCmdMsg(cmd=c, tid=i, src="t", hsh=command_hash(c)) for i, c in enumerate(cmds, 1)]
+    requests = [
+        pb.RemCmdMsg(cmd=c, tid=i, src="t", hsh=command_hash(c)) for i, c in enumerate(cmds, 1)
+    ]
     run = run_stream(stub, requests)
     assert run.code == grpc.StatusCode.OK
     assert [(r.tid, r.rc, r.out, r.err, r.hsh) for r in run.responses] == [
@@ -87,15 +111,17 @@ def test_sequential_by_default_second_command_waits_for_the_first(stub, scratch)
     # Command 1 waits (bounded) for a file that command 2 creates. Run one at a time,
     # command 1 gives up and says so; had they overlapped it would have seen the file.
     flag = scratch / "flag"
-    first = f"i=0; while [ $i -lt 10 ]; do [ -e {flag} ] && echo saw && exit 0; sleep 0.05; i=$((i+1)); done; echo alone"
-    run = run_stream(stub, [pb.RemCmdMsg(cmd=first, tid=1), pb.RemCmdMsg(cmd=f"touch {flag}", tid=2)])
+    first = wait_for_file_cmd(flag, tries=10, found="echo saw", missing="echo alone")
+    run = run_stream(
+        stub, [pb.RemCmdMsg(cmd=first, tid=1), pb.RemCmdMsg(cmd=f"touch {flag}", tid=2)]
+    )
     assert [(r.tid, r.out) for r in run.responses] == [(1, "alone\n"), (2, "")]
 
 
 def test_max_parallel_runs_concurrently_and_answers_out_of_order(server_process, scratch):
     server = server_process(max_parallel=2)
     flag = scratch / "flag"
-    first = f"i=0; while [ $i -lt 200 ]; do [ -e {flag} ] && echo saw && exit 0; sleep 0.05; i=$((i+1)); done; exit 1"
+    first = wait_for_file_cmd(flag, tries=200, found="echo saw", missing="exit 1")
     with grpc.insecure_channel(server.target) as channel:
         run = run_stream(
             pb_grpc.RemSvcStub(channel),
@@ -109,17 +135,21 @@ def test_separate_streams_are_independent(shared_server, scratch):
     # Stream A waits for a file that stream B creates: a server serialising streams would
     # leave A to give up (exit 1) before B ever ran.
     flag = scratch / "flag"
-    waiter = f"i=0; while [ $i -lt 200 ]; do [ -e {flag} ] && exit 0; sleep 0.05; i=$((i+1)); done; exit 1"
+    waiter = wait_for_file_cmd(flag, tries=200, found="exit 0", missing="exit 1")
     results: dict[str, object] = {}
 
     def stream_a() -> None:
         with grpc.insecure_channel(shared_server.target) as channel:
-            results["a"] = run_stream(pb_grpc.RemSvcStub(channel), [pb.RemCmdMsg(cmd=waiter, tid=1)])
+            results["a"] = run_stream(
+                pb_grpc.RemSvcStub(channel), [pb.RemCmdMsg(cmd=waiter, tid=1)]
+            )
 
     thread = threading.Thread(target=stream_a)
     thread.start()
     with grpc.insecure_channel(shared_server.target) as channel:
-        b = run_stream(pb_grpc.RemSvcStub(channel), [pb.RemCmdMsg(cmd=f"sleep 0.2; touch {flag}", tid=1)])
+        b = run_stream(
+            pb_grpc.RemSvcStub(channel), [pb.RemCmdMsg(cmd=f"sleep 0.2; touch {flag}", tid=1)]
+        )
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert b.responses[0].rc == 0
@@ -127,7 +157,13 @@ def test_separate_streams_are_independent(shared_server, scratch):
 
 
 def test_stdin_is_closed_so_reading_commands_see_eof(stub):
-    run = run_stream(stub, [pb.RemCmdMsg(cmd="cat; echo after-cat", tid=1), pb.RemCmdMsg(cmd="read x; echo rc=$?", tid=2)])
+    run = run_stream(
+        stub,
+        [
+            pb.RemCmdMsg(cmd="cat; echo after-cat", tid=1),
+            pb.RemCmdMsg(cmd="read x; echo rc=$?", tid=2),
+        ],
+    )
     assert [(r.rc, r.out) for r in run.responses] == [(0, "after-cat\n"), (0, "rc=1\n")]
 
 
@@ -144,7 +180,10 @@ def test_non_utf8_output_is_replaced_and_the_stream_goes_on(stub):
 
 def test_default_output_cap_uses_the_upstream_marker(stub):
     reply = stub.RemCmd(
-        pb.RemCmdMsg(cmd="head -c 300000 /dev/zero | tr '\\0' a; head -c 262144 /dev/zero | tr '\\0' e >&2", tid=1),
+        pb.RemCmdMsg(
+            cmd="head -c 300000 /dev/zero | tr '\\0' a; head -c 262144 /dev/zero | tr '\\0' e >&2",
+            tid=1,
+        ),
         timeout=30,
     )
     marker = "\n\x01[remSvc: output truncated at 262144 bytes]\x01\n"
@@ -158,7 +197,8 @@ def test_output_cap_keeps_draining_so_a_chatty_child_finishes(server_process):
     server = server_process(output_cap_bytes=1000)
     with grpc.insecure_channel(server.target) as channel:
         reply = pb_grpc.RemSvcStub(channel).RemCmd(
-            pb.RemCmdMsg(cmd="head -c 20000000 /dev/zero | tr '\\0' x; echo done >&2", tid=1), timeout=60
+            pb.RemCmdMsg(cmd="head -c 20000000 /dev/zero | tr '\\0' x; echo done >&2", tid=1),
+            timeout=60,
         )
     assert reply.rc == 0
     assert reply.out == "x" * 1000 + truncation_marker(1000)
@@ -168,7 +208,9 @@ def test_output_cap_keeps_draining_so_a_chatty_child_finishes(server_process):
 def test_raised_output_cap_delivers_large_output(server_process):
     cap = 8 * 1024 * 1024
     server = server_process(output_cap_bytes=cap)
-    with grpc.insecure_channel(server.target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
+    with grpc.insecure_channel(
+        server.target, options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as channel:
         reply = pb_grpc.RemSvcStub(channel).RemCmd(
             pb.RemCmdMsg(cmd=f"head -c {cap + 10} /dev/zero | tr '\\0' y", tid=1), timeout=60
         )

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,7 +91,6 @@ class ServerProcess:
     config_path: Path
     log_path: Path
     _log_handle: Any = field(repr=False, default=None)
-    _cleanup_dir: Path | None = field(repr=False, default=None)
 
     @property
     def pid(self) -> int:
@@ -133,9 +130,6 @@ class ServerProcess:
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None
-        if self._cleanup_dir is not None:
-            shutil.rmtree(self._cleanup_dir, ignore_errors=True)
-            self._cleanup_dir = None
 
 
 def _server_command() -> list[str]:
@@ -153,21 +147,16 @@ def launch_server(
     host: str = "127.0.0.1",
     env: Mapping[str, str] | None = None,
     wait_ready: bool = True,
-    user: str | None = None,
+    prefix: Sequence[str] = (),
     **overrides: Any,
 ) -> ServerProcess:
     """Write the config, start the server, wait until it listens (or raise ServerStartError).
 
     ``config`` is INI text (used verbatim), a mapping of sections, or a mapping of
     ServerConfig-style overrides; keyword ``overrides`` are merged in as the latter.
-    ``user`` runs the server as that OS user (needs root); its files then live in a
-    world-writable directory under /tmp, removed when the process is closed.
+    ``prefix`` is put before the server command (e.g. ``setpriv ... --`` to start it
+    with fewer privileges).
     """
-    cleanup_dir = None
-    if user is not None:
-        # pytest's tmp_path is private to root; the server must write its port file.
-        workdir = cleanup_dir = Path(tempfile.mkdtemp(prefix="remsvc-server-"))
-        workdir.chmod(0o777)
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, str):
         if overrides:
@@ -196,12 +185,9 @@ def launch_server(
     environment = dict(os.environ)
     environment["PYTHONUNBUFFERED"] = "1"
     environment.update(env or {})
-    as_user: dict[str, Any] = {}
-    if user is not None:
-        as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
-        environment["HOME"] = str(workdir)
     popen = subprocess.Popen(
         [
+            *prefix,
             *_server_command(),
             "--config",
             str(config_path),
@@ -217,9 +203,8 @@ def launch_server(
         stderr=subprocess.STDOUT,
         env=environment,
         cwd=workdir,
-        **as_user,
     )
-    process = ServerProcess(popen, host, 0, config_path, log_path, log_handle, cleanup_dir)
+    process = ServerProcess(popen, host, 0, config_path, log_path, log_handle)
     if not wait_ready:
         return process
     deadline = time.monotonic() + START_TIMEOUT_S
@@ -289,7 +274,9 @@ class StreamRun:
         return {response.tid: response for response in self.responses}
 
 
-def run_stream(stub: Any, requests: Iterable[Any], *, timeout: float = 30.0, metadata: Any = None) -> StreamRun:
+def run_stream(
+    stub: Any, requests: Iterable[Any], *, timeout: float = 30.0, metadata: Any = None
+) -> StreamRun:
     """Send ``requests`` on one RemCmdStrm and read every response (bounded by ``timeout``)."""
     import grpc
 
