@@ -68,9 +68,7 @@ async def test_responses_out_of_order_are_matched_by_tid(
     wait_for_flag = f"for i in $(seq 400); do [ -f '{flag}' ] && break; sleep 0.05; done; echo one"
     commands = [wait_for_flag, "echo two", "echo three", f"touch '{flag}'; echo four"]
 
-    outcome = await run_commands(
-        commands, server.settings(), stream_timeout=60, hooks=[recorder]
-    )
+    outcome = await run_commands(commands, server.settings(), stream_timeout=60, hooks=[recorder])
 
     assert outcome.complete, outcome.describe_failure()
     arrival = recorder.result_tids()
