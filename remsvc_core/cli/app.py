@@ -97,12 +97,18 @@ def exit_status_for(error: RemSvcError) -> int:
 
 def _configure_logging(*, debug: bool) -> None:
     # Stream failures, plugin errors and refusals are already in the summary we
-    # print; the library's own warnings about them would only say it twice.
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.ERROR,
-        format="remsvc: %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # print; the library's warnings about them (and the embedded server's INFO lines)
+    # would only say it twice. The level is on the handler because the server's
+    # logger sets its own level, which a root-logger level would not override.
+    root = logging.getLogger()
+    if root.handlers:  # the embedding program (or pytest) owns logging
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.DEBUG if debug else logging.ERROR)
+    handler.setFormatter(logging.Formatter("remsvc: %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if debug:
+        root.setLevel(logging.DEBUG)
 
 
 def _tolerate_unencodable_output() -> None:
