@@ -34,9 +34,9 @@ def test_sigint_prints_partial_results_and_exits_130(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     pid_file = tmp_path / "sleeper.pid"
+    commands = ["echo first", f"echo $$ > {pid_file}; exec sleep 60", "echo never"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "remsvc_core.cli", "run", "-o", "json", "echo first"]
-        + [f"echo $$ > {pid_file}; exec sleep 60", "echo never"],
+        [sys.executable, "-m", "remsvc_core.cli", "run", "-o", "json", *commands],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
