@@ -1,0 +1,235 @@
+"""Airflow finds the provider and shows the ``remsvc`` connection form (3.1 and 3.2+)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from airflow_runs import TOKEN, tls_uri
+
+from remsvc_provider import _connection_form as form
+from remsvc_provider import get_provider_info
+
+pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
+
+CLI_TIMEOUT_S = 180.0
+PACKAGE = "airflow-provider-remsvc"
+
+
+def airflow_cli(
+    *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real ``airflow`` command line, in a subprocess, sharing this session's home."""
+    env = {**os.environ, **(env_extra or {})}
+    airflow = Path(sys.executable).with_name("airflow")
+    return subprocess.run(
+        [str(airflow), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=CLI_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def test_provider_info_matches_airflows_schema() -> None:
+    import jsonschema
+
+    schema_path = Path(__import__("airflow").__file__).with_name("provider_info.schema.json")
+    schema = json.loads(schema_path.read_text())
+
+    jsonschema.validate(get_provider_info(), schema)
+
+
+def test_form_offers_exactly_the_settings_the_parser_knows() -> None:
+    from remsvc_core.connection import EXTRA_FIELDS
+
+    assert tuple(f.name for f in form.EXTRA_FORM_FIELDS) == EXTRA_FIELDS
+
+
+def test_providers_manager_registers_hook_and_form() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+
+    assert manager.providers[PACKAGE].version == get_provider_info()["versions"][0]
+    hook = manager.hooks["remsvc"]
+    assert hook is not None
+    assert hook.hook_class_name == "remsvc_provider.hooks.remsvc.RemSvcHook"
+    assert hook.connection_id_attribute_name == "grpc_conn_id"
+    assert hook.hook_name == "RemSvc gRPC"
+    widgets = manager.connection_form_widgets
+    assert widgets["extra__remsvc__bearer_token"].is_sensitive
+    assert not widgets["extra__remsvc__ca_cert_path"].is_sensitive
+    behaviour = manager.field_behaviours["remsvc"]
+    assert set(behaviour["hidden_fields"]) == {"schema", "login", "password", "extra"}
+    assert behaviour["placeholders"]["port"] == "50051"
+    assert behaviour["placeholders"]["extra__remsvc__ca_cert_path"] == "/etc/ssl/remsvc-ca.pem"
+
+
+def test_ui_metadata_the_api_server_serves() -> None:
+    """What the connection form in the Airflow 3.2+ UI is built from."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "remsvc"]
+
+    assert meta.hook_name == "RemSvc gRPC"
+    standard = meta.standard_fields
+    assert standard.login.hidden
+    assert standard.password.hidden
+    assert standard.url_schema.hidden
+    assert standard.port.placeholder == "50051"
+    assert standard.host.placeholder
+    extra = meta.extra_fields
+    assert set(extra) == {f.name for f in form.EXTRA_FORM_FIELDS}
+    assert extra["use_ssl"]["schema"]["title"] == "Use TLS"
+    assert "boolean" in extra["use_ssl"]["schema"]["type"]
+    assert extra["bearer_token"]["schema"]["format"] == "password"
+    assert extra["client_cert_path"]["schema"]["title"] == "Client certificate path (mutual TLS)"
+    assert all(field["description"] for field in extra.values())
+
+
+@pytest.fixture
+def mocked_wtforms() -> Iterator[None]:
+    """Airflow 3.1 builds the form from the hook's WTForms fields. wtforms and
+    flask-appbuilder are not installed here (nor on a 3.x API server), so - like the
+    API server itself does - stand-ins from HookMetaService record the arguments."""
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService as S
+
+    wtforms = types.ModuleType("wtforms")
+    wtforms.StringField = S.MockStringField  # type: ignore[attr-defined]
+    wtforms.PasswordField = S.MockPasswordField  # type: ignore[attr-defined]
+    wtforms.BooleanField = S.MockBooleanField  # type: ignore[attr-defined]
+    widgets = types.ModuleType("flask_appbuilder.fieldwidgets")
+    widgets.BS3TextFieldWidget = S.MockAnyWidget  # type: ignore[attr-defined]
+    widgets.BS3PasswordFieldWidget = S.MockAnyWidget  # type: ignore[attr-defined]
+    babel = types.ModuleType("flask_babel")
+    babel.lazy_gettext = lambda text: text  # type: ignore[attr-defined]
+    modules = {
+        "wtforms": wtforms,
+        "flask_appbuilder": types.ModuleType("flask_appbuilder"),
+        "flask_appbuilder.fieldwidgets": widgets,
+        "flask_babel": babel,
+    }
+    with mock.patch.dict(sys.modules, modules):
+        yield
+
+
+@pytest.mark.usefixtures("mocked_wtforms")
+def test_airflow_31_hook_classmethods_describe_the_same_form() -> None:
+    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+    from airflow.providers_manager import ConnectionFormWidgetInfo
+
+    from remsvc_provider.hooks.remsvc import RemSvcHook
+
+    widgets = RemSvcHook.get_connection_form_widgets()
+    infos = {
+        f"extra__remsvc__{name}": ConnectionFormWidgetInfo(
+            "RemSvcHook", PACKAGE, field, name, name == "bearer_token"
+        )
+        for name, field in widgets.items()
+    }
+    from_hook = HookMetaService._convert_extra_fields(infos)["remsvc"]
+    from_provider_info = next(
+        m.extra_fields for m in HookMetaService.hook_meta_data() if m.connection_type == "remsvc"
+    )
+
+    for name, field in from_provider_info.items():
+        assert from_hook[name]["schema"]["title"] == field["schema"]["title"]
+        assert from_hook[name]["schema"]["type"] == field["schema"]["type"]
+        assert from_hook[name]["schema"].get("format") == field["schema"].get("format")
+    behaviour = RemSvcHook.get_ui_field_behaviour()
+    info_behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+    assert behaviour["hidden_fields"] == info_behaviour["hidden-fields"]
+    assert behaviour["placeholders"] == info_behaviour["placeholders"]
+
+
+# -- the real airflow command line --
+
+
+def test_airflow_providers_list_shows_the_provider() -> None:
+    result = airflow_cli("providers", "list", "--output", "json")
+
+    assert result.returncode == 0, result.stderr
+    start = result.stdout.index("[")
+    listed = {p["package_name"]: p for p in json.loads(result.stdout[start:])}
+    assert listed[PACKAGE]["version"] == get_provider_info()["versions"][0]
+    assert "RemSvc" in listed[PACKAGE]["description"]
+
+
+def test_airflow_connections_test_makes_a_real_ping(tls_server: Any, tls_files: Any) -> None:
+    good = airflow_cli(
+        "connections",
+        "test",
+        "remsvc_cli",
+        env_extra={"AIRFLOW_CONN_REMSVC_CLI": tls_uri(tls_server, tls_files)},
+    )
+    bad = airflow_cli(
+        "connections",
+        "test",
+        "remsvc_cli",
+        env_extra={"AIRFLOW_CONN_REMSVC_CLI": tls_uri(tls_server, tls_files, "wrong-token-x")},
+    )
+
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "Connection success" in good.stdout
+    assert bad.returncode == 1
+    assert "Connection failed" in bad.stdout
+    assert "UNAUTHENTICATED" in bad.stdout
+    for output in (good.stdout, good.stderr, bad.stdout, bad.stderr):
+        assert TOKEN not in output
+        assert "wrong-token-x" not in output
+
+
+def test_ui_test_button_round_trip(
+    monkeypatch: pytest.MonkeyPatch, tls_server: Any, tls_files: Any
+) -> None:
+    """What the API server does for the Test button: a transient connection from the
+    form's values, exported as a URI, then ``test_connection()``."""
+    from airflow.models.connection import Connection
+
+    saved_by_form = {
+        "use_ssl": True,
+        "ca_cert_path": tls_files.ca_cert,
+        "client_cert_path": "",
+        "client_key_path": "",
+        "tls_server_name": "",
+        "bearer_token": TOKEN,
+    }
+    conn = Connection(
+        conn_id="transient_remsvc",
+        conn_type="remsvc",
+        host="localhost",
+        port=tls_server.port,
+        extra=json.dumps(saved_by_form),
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_TRANSIENT_REMSVC", conn.get_uri())
+
+    status, message = conn.test_connection()
+
+    assert status, message
+    assert TOKEN not in message
+
+
+def test_hook_is_found_from_the_connection_type(
+    set_conn: Callable[[str, str], None], tls_server: Any, tls_files: Any
+) -> None:
+    from airflow.sdk import BaseHook
+
+    from remsvc_provider.hooks.remsvc import RemSvcHook
+
+    set_conn("remsvc_lookup", tls_uri(tls_server, tls_files))
+
+    hook = BaseHook.get_hook("remsvc_lookup")
+
+    assert isinstance(hook, RemSvcHook)
+    assert hook.grpc_conn_id == "remsvc_lookup"
