@@ -17,7 +17,8 @@ def register(subparsers: Any) -> None:
         "handlers",
         help="list the installed result handlers",
         description="List every result handler installed in this environment (entry-point "
-        "group remsvc.handlers): the names --handler and a DAG's result_handler accept.",
+        "group remsvc.handlers): the names --handler and a DAG's result_handler accept. "
+        "Exits 1 when an installed handler cannot be loaded (it is listed with the error).",
     )
     parser.add_argument(
         "--output", "-o", choices=FORMATS, default="table", help="table (default), json or csv"

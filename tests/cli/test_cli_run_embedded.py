@@ -8,14 +8,17 @@ in-process where that is faster and equally real.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
 import pty
 import select
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -165,31 +168,83 @@ def test_progress_bar_on_a_real_terminal(cli_env: dict[str, str]) -> None:
         )
         os.close(follower)
         follower = -1
-        seen = b""
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([leader], [], [], 1.0)
-            if ready:
-                try:
-                    chunk = os.read(leader, 4096)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                seen += chunk
-            elif proc.poll() is not None:
-                break
-        stdout, _ = proc.communicate(timeout=30)
+        # Output is tiny, so reading the pty first cannot block the stdout pipe.
+        text = _read_until_closed(leader, proc)
+        stdout = proc.stdout.read() if proc.stdout else b""
     finally:
         if follower != -1:
             os.close(follower)
         os.close(leader)
     assert proc.returncode == 1
-    text = seen.decode()
     assert "3/3 done, 1 failed" in text
     assert "\x1b[K" in text
     assert "1 of 3 command(s) failed" in text
     assert len(json.loads(stdout)["results"]) == 3
+
+
+def test_stream_timeout_keeps_earlier_results(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "-o", "json", "--timeout", "1", "echo quick", "sleep 20"]) == 1
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["status_code"] == "DEADLINE_EXCEEDED"
+    assert [r["out"] for r in outcome["results"]] == ["quick\n"]
+    assert outcome["missing_tids"] == [2]
+
+
+def test_table_is_the_default_on_a_terminal(cli_env: dict[str, str]) -> None:
+    """stdout and stderr on one pty, 100 columns wide: a fitted table, then the summary."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    long_line = "x" * 300
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "remsvc_core.cli", "run", "echo hello", f"echo {long_line}"],
+            stdin=subprocess.DEVNULL,
+            stdout=follower,
+            stderr=follower,
+            env={k: v for k, v in cli_env.items() if k not in ("COLUMNS", "LINES")},
+        )
+        os.close(follower)
+        follower = -1
+        text = _read_until_closed(leader, proc).replace("\r\n", "\n")
+    finally:
+        if follower != -1:
+            os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 0, text
+    # What the terminal shows: each line from its last carriage return, escapes removed.
+    shown = [line.rsplit("\r", 1)[-1].replace("\x1b[K", "") for line in text.split("\n")]
+    lines = [line for line in shown if line.strip()]
+    table = [line for line in lines if not line.startswith("remsvc:")]
+    assert table[0].split() == ["tid", "rc", "out", "err"]
+    assert table[1].split() == ["1", "0", "hello"]
+    assert table[2].split()[:2] == ["2", "0"]
+    assert all(len(line) <= 100 for line in table)
+    assert table[2].rstrip().endswith("…")
+    assert any("2 command(s) succeeded" in line for line in lines)
+
+
+def _read_until_closed(leader: int, proc: subprocess.Popen[bytes]) -> str:
+    seen = b""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1.0)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        raise
+    return seen.decode("utf-8", errors="replace")
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(run_cli: RunCli) -> None:
