@@ -1,0 +1,294 @@
+"""The INI configuration: every section, $VAR expansion, and errors naming file/section/key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import grpc
+import pytest
+from support.server_process import ServerStartError
+
+from remsvc_core.errors import ServerConfigError
+from remsvc_core.server.config import ServerConfig, is_loopback_host, load_config, parse_config
+from remsvc_core.server.policy import CommandPolicy
+from remsvc_core.wire import pb, pb_grpc
+
+
+def write(tmp_path: Path, text: str, name: str = "remsvc.ini") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_safe_ones():
+    config = ServerConfig()
+    assert (config.host, config.port, config.cmd_timeout_ms) == ("127.0.0.1", 50051, 30_000)
+    assert (config.max_parallel, config.output_cap_bytes, config.drain_grace_s) == (1, 262_144, 5.0)
+    assert (config.tls_enabled, config.auth, config.allow_insecure_auth) == (False, {}, False)
+    assert parse_config("") == config
+
+
+def test_every_section_is_read(tmp_path, tls_files):
+    path = write(
+        tmp_path,
+        f"""
+        [server]
+        host = ::1
+        port = 6000
+        cmd_timeout_ms = 1500
+        max_parallel = 4
+        output_cap_bytes = 1048576
+        allow_insecure_auth = yes
+        drain_grace_ms = 2500
+
+        [tls]
+        enabled = true
+        cert = {tls_files.server_cert}
+        key = {tls_files.server_key}
+        ca = {tls_files.ca_cert}
+
+        [auth]
+        Alice = tok-a
+        bob = tok-b
+
+        [allowlist]
+        20_ls = ^ls
+        10_echo = ^echo
+
+        [denylist]
+        b = rm
+        a = shutdown
+
+        [log]
+        file = {tmp_path}/server.log
+        level = warn
+        """,
+    )
+    config = load_config(path)
+    assert (config.host, config.port, config.cmd_timeout_ms, config.max_parallel) == (
+        "::1",
+        6000,
+        1500,
+        4,
+    )
+    assert (config.output_cap_bytes, config.allow_insecure_auth, config.drain_grace_s) == (
+        1048576,
+        True,
+        2.5,
+    )
+    assert (config.tls_enabled, config.tls_cert, config.tls_key, config.tls_ca) == (
+        True,
+        tls_files.server_cert,
+        tls_files.server_key,
+        tls_files.ca_cert,
+    )
+    assert config.auth == {"Alice": "tok-a", "bob": "tok-b"}  # identities keep their case
+    assert config.allowlist == [("10_echo", "^echo"), ("20_ls", "^ls")]  # sorted by label
+    assert config.denylist == [("a", "shutdown"), ("b", "rm")]
+    assert (config.log_file, config.log_level) == (f"{tmp_path}/server.log", "WARN")
+    assert config.source == str(path)
+
+
+def test_tokens_never_show_in_repr():
+    config = parse_config("[auth]\nci = super-secret-token\n")
+    assert "super-secret-token" not in repr(config)
+    assert config.identities == ["ci"]
+
+
+def test_env_vars_are_expanded_everywhere(tmp_path):
+    env = {"PORT": "7001", "TOKEN": "from-env", "LOGDIR": str(tmp_path), "WORD": "reboot"}
+    config = parse_config(
+        textwrap.dedent(
+            """
+            [server]
+            port = $PORT
+            [auth]
+            ci = ${TOKEN}
+            [denylist]
+            word = ^${WORD}$
+            price = costs $$5
+            [log]
+            file = $LOGDIR/x.log
+            """
+        ),
+        env=env,
+    )
+    assert config.port == 7001
+    assert config.auth == {"ci": "from-env"}
+    # A "$" that starts no variable name (a regex anchor) stays as written; "$$" is "$".
+    assert config.denylist == [("price", "costs $5"), ("word", "^reboot$")]
+    assert config.log_file == f"{tmp_path}/x.log"
+
+
+def test_an_upstream_style_ini_file_starts_our_server_unchanged(server_process, tmp_path):
+    # The layout upstream deployments use: empty sections, TLS paths left in while TLS
+    # is off, spdlog-style level names, environment variables.
+    upstream_ini = textwrap.dedent(
+        """
+        ; remsvc.ini as deployed with the C++ server
+        [server]
+        port = 50051
+        cmd_timeout_ms = 30000
+
+        [tls]
+        enabled = false
+        cert = /etc/remsvc/server.crt
+        key = /etc/remsvc/server.key
+        ca =
+
+        [auth]
+
+        [allowlist]
+
+        [denylist]
+        01_wipe = rm\\s+-rf\\s+/$
+
+        [log]
+        file = ${REMSVC_LOG_DIR}/remsvc.log
+        level = info
+        """
+    )
+    server = server_process(upstream_ini, env={"REMSVC_LOG_DIR": str(tmp_path)})
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.RemSvcStub(channel)
+        reply = stub.RemCmd(pb.RemCmdMsg(cmd="echo up", tid=1), timeout=10)
+        with pytest.raises(grpc.RpcError) as denied:
+            stub.RemCmd(pb.RemCmdMsg(cmd="rm -rf /", tid=2), timeout=10)
+    assert (reply.rc, reply.out) == (0, "up\n")
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    log_file = tmp_path / "remsvc.log"
+    assert "identity=anonymous src='' tid=1 rc=0" in log_file.read_text()
+
+
+def test_env_expanded_token_works_on_a_live_server(server_process):
+    server = server_process("[auth]\nci = ${CI_TOKEN}\n", env={"CI_TOKEN": "expanded-token"})
+    with grpc.insecure_channel(server.target) as channel:
+        stub = pb_grpc.RemSvcStub(channel)
+        assert (
+            stub.Ping(
+                pb.PingMsg(seq=2), metadata=[("authorization", "Bearer expanded-token")], timeout=10
+            ).seq
+            == 2
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Ping(
+                pb.PingMsg(seq=2), metadata=[("authorization", "Bearer ${CI_TOKEN}")], timeout=10
+            )
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+BAD_VALUES = [
+    ("[server]\nport = fifty\n", "[server] port"),
+    ("[server]\nport = 70000\n", "[server] port"),
+    ("[server]\nport = -1\n", "[server] port"),
+    ("[server]\nhost =\n", "[server] host"),
+    ("[server]\ncmd_timeout_ms = 0\n", "[server] cmd_timeout_ms"),
+    ("[server]\ncmd_timeout_ms = 1.5\n", "[server] cmd_timeout_ms"),
+    ("[server]\nmax_parallel = 0\n", "[server] max_parallel"),
+    ("[server]\noutput_cap_bytes = none\n", "[server] output_cap_bytes"),
+    ("[server]\ndrain_grace_ms = -5\n", "[server] drain_grace_ms"),
+    ("[server]\nallow_insecure_auth = maybe\n", "[server] allow_insecure_auth"),
+    ("[SERVER]\nPort = x\n", "[SERVER] Port"),
+    ("[server]\nport = 1\nport = 2\n", "[server] port: given twice"),
+    (
+        "[server]\ncmd_timeout_ms = $NOT_SET_ANYWHERE\n",
+        "[server] cmd_timeout_ms: environment variable NOT_SET_ANYWHERE",
+    ),
+    ("[tls]\nenabled = sometimes\n", "[tls] enabled"),
+    ("[tls]\nenabled = true\n", "[tls] cert"),
+    (
+        "[tls]\nenabled = true\ncert = /nonexistent/cert.pem\nkey = /nonexistent/key.pem\n",
+        "[tls] cert",
+    ),
+    ("[auth]\nalice =\n", "[auth] alice: empty token"),
+    ("[auth]\nalice = same\nbob = same\n", "[auth] bob: same token as identity 'alice'"),
+    ("[auth]\nci = ${}\n", "[auth] ci"),
+    ("[log]\nlevel = loud\n", "[log] level"),
+    ("port = 1\n", "line 1"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD_VALUES, ids=[e for _, e in BAD_VALUES])
+def test_invalid_values_name_file_section_and_key(tmp_path, text, expected):
+    path = write(tmp_path, text, name="bad.ini")
+    with pytest.raises(ServerConfigError) as caught:
+        load_config(path, env={})
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ")
+    assert expected in message
+
+
+def test_tls_files_must_be_pem(tmp_path, tls_files):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key")
+    text = f"[tls]\nenabled = true\ncert = {tls_files.server_cert}\nkey = {garbage}\n"
+    with pytest.raises(ServerConfigError, match=r"\[tls\] key: .* is not a PEM private key"):
+        parse_config(text, source="t.ini")
+
+
+def test_a_token_in_a_bad_line_is_not_echoed(tmp_path):
+    with pytest.raises(ServerConfigError) as caught:
+        parse_config(
+            "[auth]\nalice = secret-token-value\nbob = secret-token-value\n", source="t.ini"
+        )
+    assert "secret-token-value" not in str(caught.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ServerConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.ini")
+
+
+def test_unknown_keys_and_sections_are_warned_about_not_fatal(caplog):
+    config = parse_config("[server]\nthreads = 8\n[metrics]\nport = 9\n", source="u.ini")
+    assert config.port == 50051
+    assert "[server] threads: unknown key ignored" in caplog.text
+    assert "unknown section [metrics] ignored" in caplog.text
+
+
+def test_tokens_without_tls_on_a_public_address_are_refused_unless_allowed():
+    text = "[server]\nhost = 0.0.0.0\n[auth]\nci = tok\n"
+    with pytest.raises(
+        ServerConfigError, match=r"\[server\] host: refusing .* allow_insecure_auth"
+    ):
+        parse_config(text, source="p.ini")
+    allowed = parse_config(
+        "[server]\nhost = 0.0.0.0\nallow_insecure_auth = true\n[auth]\nci = tok\n"
+    )
+    assert allowed.allow_insecure_auth
+    assert parse_config("[server]\nhost = 10.1.2.3\n").host == "10.1.2.3"  # no tokens: fine
+
+
+def test_loopback_detection():
+    assert all(is_loopback_host(h) for h in ("127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback_host(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
+
+
+def test_replace_checks_names_and_values():
+    with pytest.raises(ServerConfigError, match="unknown ServerConfig field"):
+        ServerConfig().replace(prot=1)
+    with pytest.raises(ServerConfigError, match=r"\[server\] max_parallel"):
+        ServerConfig().replace(max_parallel=0)
+    assert ServerConfig().replace(port=0).port == 0
+
+
+def test_policy_checks_deny_first_then_allow():
+    policy = CommandPolicy(allowlist=[("a", "^echo ")], denylist=[("d", "secret")])
+    assert policy.check("echo hi").allowed
+    assert not policy.check("echo secret").allowed
+    assert not policy.check("ls").allowed
+    assert CommandPolicy([], []).check("anything").allowed
+    broken = CommandPolicy([], [("x", "(")])
+    assert broken.deny_all
+    assert not broken.check("echo hi").allowed
+
+
+def test_cli_reports_a_config_error_naming_file_section_and_key(server_process):
+    with pytest.raises(ServerStartError) as caught:
+        server_process("[server]\ncmd_timeout_ms = soon\n")
+    assert caught.value.returncode == 2
+    assert (
+        "server.ini: [server] cmd_timeout_ms: 'soon' is not a whole number" in caught.value.output
+    )
+    assert "Traceback" not in caught.value.output

@@ -1,0 +1,168 @@
+"""EmbeddedServer (own thread, own loop) and the ``remsvc`` pytest plugin's fixtures."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from support.server_process import wait_until_gone
+
+from remsvc_core.errors import ServerConfigError
+from remsvc_core.server.config import ServerConfig
+from remsvc_core.server.embedded import EmbeddedServer
+from remsvc_core.wire import pb, pb_grpc
+
+
+def remcmd(target: str, cmd: str, **kw) -> object:
+    with grpc.insecure_channel(target) as channel:
+        return pb_grpc.RemSvcStub(channel).RemCmd(pb.RemCmdMsg(cmd=cmd, tid=1, **kw), timeout=10)
+
+
+def test_context_manager_from_sync_code():
+    with EmbeddedServer() as server:
+        assert server.target == f"127.0.0.1:{server.port}"
+        assert server.port > 0
+        assert remcmd(server.target, "echo embedded").out == "embedded\n"
+        assert server.commands_run == 1
+    assert not server.running
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = server.port
+    server.stop()  # stopping twice is harmless
+
+
+async def test_usable_inside_a_running_event_loop():
+    # As in a notebook cell: the caller's loop is running, the server has its own.
+    with EmbeddedServer(cmd_timeout_ms=5000) as server:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            reply = await pb_grpc.RemSvcStub(channel).RemCmd(
+                pb.RemCmdMsg(cmd="echo aio", tid=1), timeout=10
+            )
+    assert reply.out == "aio\n"
+
+
+async def test_async_context_manager():
+    async with EmbeddedServer() as server, grpc.aio.insecure_channel(server.target) as channel:
+        pong = await pb_grpc.RemSvcStub(channel).Ping(pb.PingMsg(seq=11), timeout=10)
+    assert pong.seq == 11
+    assert not server.running
+
+
+def test_settings_reach_the_server():
+    with EmbeddedServer() as server:
+        settings = server.settings(metadata=[("X-Trace", "1")])
+        assert (settings.target, settings.use_tls) == (server.target, False)
+        assert settings.metadata == (("x-trace", "1"),)
+        assert remcmd(settings.target, "echo via-settings").out == "via-settings\n"
+
+
+def test_settings_match_a_tls_config_and_connect(tls_files):
+    config = ServerConfig(
+        port=0,
+        tls_enabled=True,
+        tls_cert=tls_files.server_cert,
+        tls_key=tls_files.server_key,
+        tls_ca=tls_files.ca_cert,
+    )
+    with EmbeddedServer(config) as server:
+        settings = server.settings(
+            client_cert_path=tls_files.client_cert, client_key_path=tls_files.client_key
+        )
+        assert (settings.use_tls, settings.ca_cert_path) == (True, tls_files.ca_cert)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(settings.ca_cert_path).read_bytes(),
+            private_key=Path(settings.client_key_path).read_bytes(),
+            certificate_chain=Path(settings.client_cert_path).read_bytes(),
+        )
+        with grpc.secure_channel(settings.target, credentials) as channel:
+            assert pb_grpc.RemSvcStub(channel).Ping(pb.PingMsg(seq=5), timeout=10).seq == 5
+
+
+def test_start_failure_is_raised_and_leaves_no_thread():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        threads_before = {t.name for t in threading.enumerate()}
+        with pytest.raises(ServerConfigError, match=rf"cannot listen on 127\.0\.0\.1:{port}"):
+            EmbeddedServer(port=port).start()
+    names = [t.name for t in threading.enumerate() if t.name not in threads_before]
+    assert "remsvc-embedded-server" not in names
+
+
+def test_invalid_override_is_refused_before_starting():
+    with pytest.raises(ServerConfigError, match=r"\[server\] cmd_timeout_ms"):
+        EmbeddedServer(cmd_timeout_ms=0)
+
+
+def test_stop_kills_running_commands(tmp_path):
+    started = tmp_path / "started"
+    server = EmbeddedServer().start()
+    outcome: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            remcmd(server.target, f"echo $$ > {started}; exec sleep 60")
+        except grpc.RpcError as exc:
+            outcome["code"] = exc.code()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        for _ in range(500):  # bounded: up to ~10 s
+            if server.running_pids:
+                break
+            threading.Event().wait(0.02)
+        pids = server.running_pids
+        assert len(pids) == 1
+    finally:
+        server.stop()
+    caller.join(timeout=15)
+    assert not caller.is_alive()
+    assert wait_until_gone(pids[0])
+    assert outcome["code"] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+
+
+def test_remsvc_server_fixture_is_running(remsvc_server):
+    assert remsvc_server.running
+    assert remcmd(remsvc_server.target, "echo fixture").out == "fixture\n"
+
+
+def test_remsvc_server_factory_applies_overrides(remsvc_server_factory):
+    quick = remsvc_server_factory(cmd_timeout_ms=300)
+    capped = remsvc_server_factory(ServerConfig(output_cap_bytes=4))
+    assert quick.port != capped.port
+    timed_out = remcmd(quick.target, "sleep 5")
+    assert (timed_out.rc, timed_out.err) == (1, "process timed out")
+    assert remcmd(capped.target, "echo 123456").out.startswith(
+        "1234\n\x01[remSvc: output truncated at 4 bytes]"
+    )
+
+
+def test_embedded_servers_in_many_threads_do_not_interfere():
+    results: list[str] = []
+
+    def one(index: int) -> None:
+        with EmbeddedServer() as server:
+            results.append(remcmd(server.target, f"echo {index}").out)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(results) == ["0\n", "1\n", "2\n"]
+
+
+def test_embedded_server_in_asyncio_run_from_a_thread_without_loop():
+    # No loop in this thread at all; asyncio.run elsewhere must not be disturbed.
+    with EmbeddedServer() as server:
+        assert asyncio.run(_ping(server.target)) == 9
+
+
+async def _ping(target: str) -> int:
+    async with grpc.aio.insecure_channel(target) as channel:
+        return (await pb_grpc.RemSvcStub(channel).Ping(pb.PingMsg(seq=9), timeout=10)).seq
