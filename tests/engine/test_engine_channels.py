@@ -1,0 +1,286 @@
+"""Channels (per event loop, TLS, mTLS, tokens), sync entry points and probes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import weakref
+from pathlib import Path
+
+import pytest
+from engine_helpers import free_port
+
+from remsvc_core.channels import (
+    cached_channel_count,
+    channel_options,
+    close_channels,
+    get_channel,
+)
+from remsvc_core.engine import NO_RETRY, run_commands, run_commands_sync
+from remsvc_core.errors import RemSvcError, SettingsError
+from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
+from remsvc_core.settings import ChannelSettings
+
+pytestmark = pytest.mark.timeout(120)
+
+TOKEN = "s3cret-token-for-tests"
+
+
+# -- channels per loop -----------------------------------------------------------------
+
+
+def test_channels_are_shared_within_a_loop_and_never_across(remsvc_server):
+    settings = remsvc_server.settings()
+
+    async def use_one_loop():
+        first = await get_channel(settings)
+        again = await get_channel(settings)
+        with_token = await get_channel(ChannelSettings(target=settings.target, bearer_token="x"))
+        other_limit = await get_channel(
+            ChannelSettings(target=settings.target, max_receive_bytes=9)
+        )
+        assert first is again is with_token  # the token is per call, not per channel
+        assert other_limit is not first
+        outcome = await run_commands(["echo shared"], settings)
+        assert outcome.complete
+        assert cached_channel_count() == 2  # the stream reused the cached channel
+        closed = await close_channels()
+        assert cached_channel_count() == 0
+        return first, closed
+
+    channel_a, closed_a = asyncio.run(use_one_loop())
+    channel_b, closed_b = asyncio.run(use_one_loop())
+    assert channel_a is not channel_b
+    assert closed_a == closed_b == 2
+
+
+def test_loops_in_threads_get_their_own_channels(remsvc_server):
+    settings = remsvc_server.settings()
+    channels: dict[str, object] = {}
+    outcomes: dict[str, object] = {}
+    barrier = threading.Barrier(2, timeout=30)
+
+    def worker(name: str) -> None:
+        async def main():
+            channels[name] = await get_channel(settings)
+            await asyncio.to_thread(barrier.wait)  # both loops hold a channel at once
+            outcomes[name] = await run_commands([f"echo {name}"], settings)
+            await close_channels()
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert channels["a"] is not channels["b"]
+    assert outcomes["a"].results[1].out == "a\n"
+    assert outcomes["b"].results[1].out == "b\n"
+
+
+def test_channels_of_a_closed_loop_are_dropped(remsvc_server):
+    """A loop that ended without close_channels() must not pin its channel forever.
+
+    (grpc itself remembers every loop it served, so the loop object cannot be the
+    witness here; the channel is.)
+    """
+    settings = remsvc_server.settings()
+    channel_ref: list[weakref.ref[object]] = []
+
+    async def forget_to_close():
+        channel_ref.append(weakref.ref(await get_channel(settings)))
+
+    async def later():
+        await get_channel(settings)
+        await close_channels()
+
+    asyncio.run(forget_to_close())
+    assert channel_ref[0]() is not None
+    asyncio.run(later())  # looking up channels drops the closed loop's entry
+    gc.collect()
+    assert channel_ref[0]() is None
+
+
+def test_channel_options_carry_the_receive_limit_and_tls_name(tls_files):
+    settings = ChannelSettings(
+        target="127.0.0.1:1",
+        use_tls=True,
+        ca_cert_path=tls_files.ca_cert,
+        tls_server_name="remsvc.internal",
+        max_receive_bytes=12345,
+    )
+    options = dict(channel_options(settings))
+    assert options["grpc.max_receive_message_length"] == 12345
+    assert options["grpc.ssl_target_name_override"] == "remsvc.internal"
+    assert "grpc.ssl_target_name_override" not in dict(
+        channel_options(ChannelSettings(target="127.0.0.1:1"))
+    )
+
+
+async def test_a_ca_file_that_is_not_pem_is_a_settings_error(tmp_path: Path):
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("this is not a certificate\n")
+    settings = ChannelSettings(target="127.0.0.1:1", use_tls=True, ca_cert_path=str(not_pem))
+    with pytest.raises(SettingsError, match=r"ca_cert_path .*ca\.txt.* is not a PEM file"):
+        await run_commands(["echo"], settings)
+
+
+# -- TLS, mTLS and bearer tokens against a real server process ------------------------
+
+
+@pytest.fixture
+def tls_server(server_process, tls_files):
+    return server_process(
+        tls_enabled=True,
+        tls_cert=tls_files.server_cert,
+        tls_key=tls_files.server_key,
+        auth={"ci": TOKEN},
+    )
+
+
+async def test_tls_with_bearer_token_runs_commands(tls_server, tls_files, caplog):
+    caplog.set_level(logging.DEBUG)
+    settings = ChannelSettings(
+        target=tls_server.target, use_tls=True, ca_cert_path=tls_files.ca_cert, bearer_token=TOKEN
+    )
+
+    outcome = await run_commands(["echo secure"], settings, stream_timeout=30)
+
+    assert outcome.complete, outcome.describe_failure()
+    assert outcome.results[1].out == "secure\n"
+    assert TOKEN not in repr(outcome.to_json())
+    assert TOKEN not in caplog.text
+    assert (await ping(settings)).latency_s > 0
+
+
+async def test_tls_without_the_token_is_unauthenticated(tls_server, tls_files):
+    settings = ChannelSettings(
+        target=tls_server.target, use_tls=True, ca_cert_path=tls_files.ca_cert
+    )
+    outcome = await run_commands(["echo no"], settings, retry=NO_RETRY)
+    assert outcome.status_code == "UNAUTHENTICATED"
+    assert outcome.missing_tids == [1]
+
+
+async def test_tls_with_the_wrong_ca_does_not_connect(tls_server, tls_files):
+    settings = ChannelSettings(
+        target=tls_server.target,
+        use_tls=True,
+        ca_cert_path=tls_files.other_ca_cert,
+        bearer_token=TOKEN,
+    )
+    outcome = await run_commands(["echo no"], settings, retry=NO_RETRY, stream_timeout=20)
+    assert outcome.status_code == "UNAVAILABLE"
+    assert outcome.results == {}
+
+
+async def test_tls_server_name_override(tls_server, tls_files):
+    def settings(name: str) -> ChannelSettings:
+        return ChannelSettings(
+            target=tls_server.target,
+            use_tls=True,
+            ca_cert_path=tls_files.ca_cert,
+            tls_server_name=name,
+            bearer_token=TOKEN,
+        )
+
+    good = await run_commands(["echo named"], settings("localhost"), stream_timeout=30)
+    bad = await run_commands(["echo named"], settings("elsewhere.test"), retry=NO_RETRY)
+
+    assert good.complete
+    assert bad.status_code == "UNAVAILABLE"
+
+
+async def test_mutual_tls_needs_the_client_certificate(server_process, tls_files):
+    server = server_process(
+        tls_enabled=True,
+        tls_cert=tls_files.server_cert,
+        tls_key=tls_files.server_key,
+        tls_ca=tls_files.ca_cert,
+    )
+    with_cert = ChannelSettings(
+        target=server.target,
+        use_tls=True,
+        ca_cert_path=tls_files.ca_cert,
+        client_cert_path=tls_files.client_cert,
+        client_key_path=tls_files.client_key,
+    )
+    without_cert = ChannelSettings(
+        target=server.target, use_tls=True, ca_cert_path=tls_files.ca_cert
+    )
+
+    good = await run_commands(["echo mutual"], with_cert, stream_timeout=30)
+    bad = await run_commands(["echo mutual"], without_cert, retry=NO_RETRY, stream_timeout=20)
+
+    assert good.complete, good.describe_failure()
+    assert good.results[1].out == "mutual\n"
+    assert bad.status_code == "UNAVAILABLE"
+    assert bad.results == {}
+
+
+# -- synchronous entry points ------------------------------------------------------------
+
+
+def test_run_commands_sync_without_a_loop(remsvc_server):
+    outcome = run_commands_sync(["echo plain"], remsvc_server.settings())
+    assert outcome.results[1].out == "plain\n"
+
+
+async def test_run_commands_sync_inside_a_running_loop(remsvc_server):
+    """What a notebook cell does: a sync call while the kernel's loop is running."""
+    outcome = run_commands_sync(["echo jupyter"], remsvc_server.settings())
+    assert outcome.results[1].out == "jupyter\n"
+    assert get_status_sync(remsvc_server.settings()).ok
+    assert ping_sync(remsvc_server.settings()).seq > 0
+    assert cached_channel_count() == 0  # the worker thread's loop closed its own channel
+
+
+# -- probes ------------------------------------------------------------------------------
+
+
+async def test_ping_and_status_against_the_real_server(remsvc_server):
+    await run_commands(["echo counted"], remsvc_server.settings())
+
+    reply = await ping(remsvc_server.settings())
+    status = await get_status(remsvc_server.settings())
+
+    assert reply.target == remsvc_server.target
+    assert reply.latency_s > 0
+    assert status.ok
+    assert status.fields["state"] == "OK"
+    assert status.fields["commands"] == "1"
+    assert status.fields["uptime"].endswith("s")
+
+
+async def test_probe_errors_name_target_and_code_never_the_token(remsvc_server_factory):
+    server = remsvc_server_factory(auth={"ci": TOKEN}, allow_insecure_auth=True)
+    wrong = server.settings(bearer_token="not-" + TOKEN)
+
+    with pytest.raises(RemSvcError) as raised:
+        await ping(wrong)
+    message = str(raised.value)
+    assert server.target in message
+    assert "UNAUTHENTICATED" in message
+    assert "bearer token" in message
+    assert TOKEN not in message
+
+
+async def test_probe_of_unreachable_server():
+    target = f"127.0.0.1:{free_port()}"
+    with pytest.raises(RemSvcError, match=rf"GetStatus to {target} failed with UNAVAILABLE"):
+        await get_status(ChannelSettings(target=target))
+
+
+async def test_probe_that_never_answers_times_out(misbehaving):
+    server = misbehaving(hang_unary=True)
+    with pytest.raises(RemSvcError, match="DEADLINE_EXCEEDED"):
+        await asyncio.wait_for(ping(server.settings(), timeout=0.5), timeout=30)
+
+
+async def test_probe_rejects_a_bad_timeout(misbehaving):
+    with pytest.raises(SettingsError, match="timeout"):
+        await ping(misbehaving().settings(), timeout=0)
