@@ -32,7 +32,8 @@ class ServerProcess:
         max_parallel: int = 1,
         output_cap_bytes: int | None = None,
         cmd_timeout_ms: int = 60_000,
-        log_level: str = "WARNING",
+        log_level: str = "INFO",
+        noop: bool = False,
     ) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="remsvc-bench-server-")
         self.config_path = os.path.join(self._dir.name, "server.ini")
@@ -50,6 +51,7 @@ class ServerProcess:
         with open(self.config_path, "w", encoding="utf-8") as handle:
             handle.write("\n".join(lines))
         self.max_parallel = max_parallel
+        self.noop = noop  # benchmarks.noop_server instead: answers without running anything
         self.port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr_path = os.path.join(self._dir.name, "stderr.txt")
@@ -64,13 +66,15 @@ class ServerProcess:
         return self._proc.pid
 
     def start(self) -> ServerProcess:
-        command = [
+        command = [sys.executable, "-m", "benchmarks.noop_server", "--port-file", self.port_file]
+        if not self.noop:
+            command = [
             sys.executable, "-m", "remsvc_core.server",
             "--config", self.config_path,
             "--host", "127.0.0.1",
             "--port", "0",
             "--port-file", self.port_file,
-        ]  # fmt: skip
+            ]  # fmt: skip
         with open(self._stderr_path, "wb") as stderr:
             self._proc = subprocess.Popen(
                 command, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,

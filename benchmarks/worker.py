@@ -33,11 +33,13 @@ def job(function: Job) -> Job:
 
 
 def _spawn(cmd: str) -> int:
-    # The same shape as the server's spawn: /bin/sh -c, stdin closed, both pipes read.
+    # The same shape as the server's spawn: /bin/sh -c in a new session, stdin closed,
+    # stdout and stderr captured through pipes.
     proc = subprocess.run(
         ["/bin/sh", "-c", cmd],
         stdin=subprocess.DEVNULL,
         capture_output=True,
+        start_new_session=True,
         check=False,
     )
     return proc.returncode
@@ -212,52 +214,66 @@ def stream(args: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(main())
 
 
-@job
-def bare_grpc_stream(args: dict[str, Any]) -> dict[str, Any]:
-    """The same stream with nothing but grpc.aio and the generated stubs: what gRPC
-    itself costs per result, for comparison with the engine's CPU time."""
-    import grpc
-
+async def _bare_stream(channel: Any, cmd: str, count: int) -> int:
+    """One RemCmdStrm driven with nothing but grpc.aio and the generated stubs."""
     from remsvc_core.hashing import command_hash
     from remsvc_core.wire import METHOD_STREAM, pb
 
-    n, cmd = int(args["n"]), str(args["cmd"])
-    options = [("grpc.max_receive_message_length", int(args.get("max_receive_bytes") or 64 << 20))]
+    call = channel.stream_stream(
+        METHOD_STREAM,
+        request_serializer=pb.RemCmdMsg.SerializeToString,
+        response_deserializer=pb.RemResMsg.FromString,
+    )()
+    hsh = command_hash(cmd)
 
-    async def one_stream(channel: Any, count: int) -> int:
-        call = channel.stream_stream(
-            METHOD_STREAM,
-            request_serializer=pb.RemCmdMsg.SerializeToString,
-            response_deserializer=pb.RemResMsg.FromString,
-        )()
-        hsh = command_hash(cmd)
+    async def write() -> None:
+        for tid in range(1, count + 1):
+            await call.write(pb.RemCmdMsg(cmd=cmd, tid=tid, hsh=hsh))
+        await call.done_writing()
 
-        async def write() -> None:
-            for tid in range(1, count + 1):
-                await call.write(pb.RemCmdMsg(cmd=cmd, tid=tid, hsh=hsh))
-            await call.done_writing()
+    writer = asyncio.create_task(write())
+    got = 0
+    async for response in call:
+        got += response.tid > 0
+    await writer
+    return got
 
-        writer = asyncio.create_task(write())
-        got = 0
-        async for response in call:
-            got += response.tid > 0
-        await writer
-        return got
+
+@job
+def client_cost(args: dict[str, Any]) -> dict[str, Any]:
+    """Client CPU per result: the engine against the same stream driven with bare
+    grpc.aio (what gRPC itself costs), alternating in one process, ``rounds`` times."""
+    import grpc
+
+    from remsvc_core.engine import run_commands
+
+    n, cmd, rounds = int(args["n"]), str(args["cmd"]), int(args["rounds"])
+    settings = _settings(args)
+    options = [("grpc.max_receive_message_length", settings.max_receive_bytes)]
 
     async def main() -> dict[str, Any]:
-        async with grpc.aio.insecure_channel(str(args["target"]), options=options) as channel:
-            await one_stream(channel, 3)
-            gc.collect()
-            cpu0, wall0 = time.process_time(), time.perf_counter()
-            got = await one_stream(channel, n)
-            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-        return {
-            "elapsed_s": wall,
-            "rate": n / wall,
-            "cpu_s": cpu,
-            "cpu_us_per_result": cpu / n * 1e6,
-            "results": got,
-        }
+        engine_us: list[float] = []
+        bare_us: list[float] = []
+        checks: list[str] = []
+        async with grpc.aio.insecure_channel(settings.target, options=options) as channel:
+            await _bare_stream(channel, cmd, 3)
+            await run_commands([cmd] * 3, settings, stream_timeout=60.0)
+            for index in range(rounds):
+                for which in ("bare", "engine") if index % 2 == 0 else ("engine", "bare"):
+                    gc.collect()
+                    cpu0 = time.process_time()
+                    if which == "bare":
+                        got = await _bare_stream(channel, cmd, n)
+                        bare_us.append((time.process_time() - cpu0) / n * 1e6)
+                    else:
+                        outcome = await run_commands([cmd] * n, settings, stream_timeout=600.0)
+                        engine_us.append((time.process_time() - cpu0) / n * 1e6)
+                        got = len(outcome.results)
+                        if not outcome.complete:
+                            checks.append(outcome.describe_failure())
+                    if got != n:
+                        checks.append(f"{which}: {got} of {n} results")
+        return {"engine_us": engine_us, "bare_us": bare_us, "problems": checks}
 
     return asyncio.run(main())
 

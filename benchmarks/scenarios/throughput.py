@@ -44,6 +44,14 @@ def run(ctx: Context) -> ScenarioResult:
         servers = {
             level: stack.enter_context(ServerProcess(max_parallel=level)) for level in levels
         }
+        noop = stack.enter_context(ServerProcess(noop=True))
+
+        def transport_only() -> float:
+            out = run_worker("stream", {"target": noop.target, "n": n, "cmd": CMD})
+            raw.setdefault("noop", []).append(out)
+            if out["missing"] or out["status"] != "OK":
+                raise RuntimeError(f"stream to the no-op server fell short: {out}")
+            return float(out["rate"])
 
         def ours(level: int) -> float:
             server = servers[level]
@@ -59,7 +67,7 @@ def run(ctx: Context) -> ScenarioResult:
                 )
             return float(out["rate"])
 
-        measures = {"direct": direct}
+        measures = {"direct": direct, "noop": transport_only}
         for level in levels:
             measures[f"max_parallel={level}"] = functools.partial(ours, level)
         ctx.log(f"throughput: {sizes.rounds} round(s) of {n} commands x {len(measures)}")
@@ -84,6 +92,26 @@ def run(ctx: Context) -> ScenarioResult:
             f"client CPU {median(client_cpu[level]):.0f} µs/command, server process CPU "
             f"{median(server_cpu[level]):.0f} µs/command (its children not counted)"
         )
+    noop_rates = values["noop"]
+    result.rows.append(
+        Row(
+            case="diagnostic: one stream to a no-op server (gRPC alone, nothing spawned)",
+            value=median(noop_rates),
+            unit="cmd/s",
+            baseline=median(base),
+            baseline_label="direct sequential spawn",
+            ratio=paired_ratio(noop_rates, base),
+        )
+    )
+    # Sequentially, a command costs one spawn plus one gRPC exchange: if the two do not
+    # overlap, the stream's rate is bounded by the harmonic combination of the two.
+    bound = 1 / (1 / median(noop_rates) + 1 / median(base))
+    result.notes.append(
+        f"no-op server: {spread(noop_rates)} cmd/s. If a command's spawn and its gRPC "
+        f"exchange do not overlap, one sequential stream is bounded by 1/(1/{median(base):.0f} "
+        f"+ 1/{median(noop_rates):.0f}) = {bound:.0f} cmd/s ({bound / median(base):.2f}x "
+        "direct spawn)."
+    )
     result.notes.insert(
         0,
         f"N = {n} x `{CMD}` per measurement, {sizes.rounds} round(s); direct spawn rates "
