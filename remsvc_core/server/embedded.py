@@ -10,6 +10,7 @@ an async test) and from the CLI, because the server never shares the caller's lo
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import threading
 from types import TracebackType
@@ -78,6 +79,8 @@ class EmbeddedServer:
                 thread.join(timeout=5.0)
                 raise
             self._loop, self._thread = loop, thread
+            # A server forgotten at interpreter exit still kills its commands.
+            atexit.register(self.stop)
             return self
 
     def stop(self, grace: float | None = 0.0) -> None:
@@ -86,6 +89,7 @@ class EmbeddedServer:
             loop, thread, running = self._loop, self._thread, self._running
             if loop is None or thread is None or running is None:
                 return
+            atexit.unregister(self.stop)
             wait = (running.config.drain_grace_s if grace is None else grace) + 15.0
             try:
                 asyncio.run_coroutine_threadsafe(running.stop(grace), loop).result(timeout=wait)

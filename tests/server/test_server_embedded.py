@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 from support.server_process import wait_until_gone
 
@@ -123,6 +124,8 @@ def test_stop_kills_running_commands(tmp_path):
     caller.join(timeout=15)
     assert not caller.is_alive()
     assert wait_until_gone(pids[0])
+    # Reaped, not left as zombies of this (the server's) process.
+    assert pids[0] not in [child.pid for child in psutil.Process().children()]
     assert outcome["code"] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
 
 

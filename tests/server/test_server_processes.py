@@ -93,36 +93,56 @@ def test_sigterm_drains_a_running_command_then_exits(server_process, scratch):
     server = server_process(drain_grace_ms=10_000)
     started = scratch / "started"
     release = scratch / "release"
+    late = scratch / "late-ran"
     # Runs until the test releases it, bounded at ~10 s.
     cmd = (
         f"echo $$ > {started}; i=0; while [ ! -e {release} ] && [ $i -lt 200 ]; "
         "do sleep 0.05; i=$((i+1)); done; echo finished"
     )
+    draining = threading.Event()
+
+    def requests():
+        yield pb.RemCmdMsg(cmd=cmd, tid=1)
+        # A command sent while the server drains must not start.
+        if draining.wait(timeout=20):
+            yield pb.RemCmdMsg(cmd=f"touch {late}", tid=2)
+
     channel, stub = stub_for(server)
     outcome: dict[str, object] = {}
 
     def stream() -> None:
-        outcome["run"] = run_stream(stub, [pb.RemCmdMsg(cmd=cmd, tid=1)])
+        outcome["run"] = run_stream(stub, requests())
 
     with channel:
         reader = threading.Thread(target=stream)
         reader.start()
         pid = wait_for_pid_file(started)
         server.terminate()
+        assert wait_for_log(server, "draining running commands")
         # Draining: the server is still up and waiting for the command.
         assert server.returncode is None
+        draining.set()
         release.touch()
         reader.join(timeout=30)
         assert not reader.is_alive()
     run = outcome["run"]
-    assert run.code == grpc.StatusCode.OK
-    assert [(r.rc, r.out) for r in run.responses] == [(0, "finished\n")]
+    assert [(r.tid, r.rc, r.out) for r in run.responses] == [(1, 0, "finished\n")]
+    assert (run.code, run.details) == (grpc.StatusCode.UNAVAILABLE, "server is shutting down")
     assert server.wait(timeout=20) == 0
     assert wait_until_gone(pid)
-    assert "draining" in server.log_text()
+    assert not late.exists()
 
 
-def test_sigterm_kills_commands_still_running_after_the_grace(server_process, scratch):
+def wait_for_log(server, text: str, timeout: float = 10.0) -> bool:
+    for _ in range(int(timeout / 0.02)):
+        if text in server.log_text():
+            return True
+        threading.Event().wait(0.02)
+    return text in server.log_text()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_shutdown_kills_commands_still_running_after_the_grace(server_process, scratch, signum):
     server = server_process(drain_grace_ms=300)
     started = scratch / "started"
     grandchild = scratch / "grandchild"
@@ -132,13 +152,13 @@ def test_sigterm_kills_commands_still_running_after_the_grace(server_process, sc
         call = stub.RemCmdStrm(iter([pb.RemCmdMsg(cmd=cmd, tid=1)]), timeout=30)
         pid = wait_for_pid_file(started)
         sleeper = wait_for_pid_file(grandchild)
-        server.terminate()
+        server.popen.send_signal(signum)
         assert server.wait(timeout=20) == 0
         with pytest.raises(grpc.RpcError):
             list(call)
     assert wait_until_gone(pid)
     assert wait_until_gone(sleeper)
-    assert "still running after the drain" in server.log_text()
+    assert "draining running commands for up to 0.3s" in server.log_text()
 
 
 def test_cmdusr_drops_to_that_user(stub):

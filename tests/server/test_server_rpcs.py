@@ -226,3 +226,17 @@ def test_unknown_cmdtyp_gives_rc_1_with_a_clear_error(stub):
     reply = stub.RemCmd(pb.RemCmdMsg(cmd="echo x", cmdtyp=5, tid=1), timeout=10)
     assert reply.rc == 1
     assert "unsupported cmdtyp 5" in reply.err
+
+
+def test_refusal_with_max_parallel_still_delivers_running_results(server_process):
+    server = server_process(max_parallel=2, denylist={"no": "forbidden"})
+    with grpc.insecure_channel(server.target) as channel:
+        run = run_stream(
+            pb_grpc.RemSvcStub(channel),
+            [
+                pb.RemCmdMsg(cmd="sleep 0.3; echo slow", tid=1),
+                pb.RemCmdMsg(cmd="echo forbidden", tid=2),
+            ],
+        )
+    assert [(r.tid, r.out) for r in run.responses] == [(1, "slow\n")]
+    assert run.code == grpc.StatusCode.PERMISSION_DENIED

@@ -150,6 +150,12 @@ def test_known_tokens_are_let_in_and_identities_logged_never_tokens(auth_server)
         assert (reply.rc, reply.out) == (0, "hi\n")
         run = run_stream(stub, [pb.RemCmdMsg(cmd="exit 2", tid=9, src="adhoc")], metadata=bob)
         assert [(r.tid, r.rc) for r in run.responses] == [(9, 2)]
+        mismatch = [pb.RemCmdMsg(cmd="echo a", tid=1), pb.RemCmdMsg(cmd="echo b", tid=2, hsh="0")]
+        refused = run_stream(stub, mismatch, metadata=alice)
+        assert ([r.tid for r in refused.responses], refused.code) == (
+            [1],
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
         wrong = [("authorization", f"Bearer {WRONG_TOKEN}")]
         assert status_of(lambda: ping(channel, wrong)) == grpc.StatusCode.UNAUTHENTICATED
     log = auth_server.log_text()

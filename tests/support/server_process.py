@@ -281,7 +281,7 @@ def run_stream(
     import grpc
 
     responses: list[Any] = []
-    call = stub.RemCmdStrm(iter(list(requests)), timeout=timeout, metadata=metadata)
+    call = stub.RemCmdStrm(iter(requests), timeout=timeout, metadata=metadata)
     try:
         for response in call:
             responses.append(response)
