@@ -105,21 +105,27 @@ def synthetic_results(n: int) -> dict[int, dict[str, Any]]:
 
 
 def _measure_call(function: Callable[[Any], Any], data: Any, repeat: int) -> dict[str, Any]:
-    """Best-of-``repeat`` time, then the peak memory of one more call, growth over the
-    resident set right before it (the input already built, so not counted)."""
-    times = []
-    for _ in range(repeat):
+    """Peak memory of the first call, then the best time of ``repeat`` calls.
+
+    Memory comes first: once a call has run, the allocator keeps the memory it freed and
+    the next call's peak would not show in the resident set. Growth is over the resident
+    set right before the call (the input already built, so not counted).
+    """
+    gc.collect()
+    reset_peak_rss()
+    before = rss_mib()
+    start = time.perf_counter()
+    value = function(data)
+    times = [time.perf_counter() - start]
+    peak = peak_rss_mib()
+    size = len(value) if hasattr(value, "__len__") else -1
+    del value
+    for _ in range(repeat - 1):
         gc.collect()
         start = time.perf_counter()
         value = function(data)
         times.append(time.perf_counter() - start)
         del value
-    gc.collect()
-    reset_peak_rss()
-    before = rss_mib()
-    value = function(data)
-    peak = peak_rss_mib()
-    size = len(value) if hasattr(value, "__len__") else -1
     return {
         "elapsed_s": min(times),
         "times_s": times,

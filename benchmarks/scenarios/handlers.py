@@ -24,9 +24,14 @@ TITLE = "5. Handlers vs plain pandas"
 SPECS: dict[str, Any] = {
     "sorted": "sorted",
     "dataframe": "dataframe",
-    "rc_filter": "rc_filter",
+    "rc_filter": {"name": "rc_filter", "options": {"keep": "successes"}},
     "verify_hash": "verify_hash",
-    "pipeline of all four": ["verify_hash", "rc_filter", "sorted", "dataframe"],
+    "pipeline of all four": [
+        "verify_hash",
+        {"name": "rc_filter", "options": {"keep": "successes"}},
+        "sorted",
+        "dataframe",
+    ],
 }
 TARGETED = {"dataframe": Target("<=", 1.5)}
 
