@@ -161,7 +161,9 @@ async def start_server(config: ServerConfig | None = None) -> RunningServer:
 async def _start(config: ServerConfig, log_handler: logging.Handler | None) -> RunningServer:
     policy = CommandPolicy(config.allowlist, config.denylist)
     runner = CommandRunner(
-        output_cap=config.output_cap_bytes, timeout_s=config.cmd_timeout_ms / 1000.0
+        output_cap=config.output_cap_bytes,
+        timeout_s=config.cmd_timeout_ms / 1000.0,
+        hidden_env=config.hidden_env,
     )
     service = RemSvcService(runner, policy, max_parallel=config.max_parallel)
     limit = message_limit(config)

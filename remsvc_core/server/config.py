@@ -74,7 +74,9 @@ class ServerConfig:
     ``auth`` maps identity -> bearer token and is hidden from ``repr``.
     ``allowlist``/``denylist`` are ``(label, pattern)`` pairs sorted by label; patterns
     are compiled when the server starts (a bad one puts the server in deny-all mode).
-    ``source`` is the INI file the values came from, used in error messages.
+    ``hidden_env`` names environment variables the commands must not inherit (those
+    that held ``[auth]`` tokens). ``source`` is the INI file the values came from, used
+    in error messages.
     """
 
     host: str = "127.0.0.1"
@@ -93,6 +95,7 @@ class ServerConfig:
     log_level: str = "INFO"
     allow_insecure_auth: bool = False
     drain_grace_s: float = 5.0
+    hidden_env: frozenset[str] = frozenset()
     source: str = field(default="<ServerConfig>", compare=False)
 
     def __post_init__(self) -> None:
@@ -236,8 +239,13 @@ def is_loopback_host(host: str) -> bool:
 _VAR = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
 
 
-def expand_vars(value: str, env: Mapping[str, str], where: str) -> str:
-    """Expand ``$VAR``/``${VAR}``; ``$$`` is ``$``; an unset variable is an error."""
+def expand_vars(
+    value: str, env: Mapping[str, str], where: str, used: set[str] | None = None
+) -> str:
+    """Expand ``$VAR``/``${VAR}``; ``$$`` is ``$``; an unset variable is an error.
+
+    The names of expanded variables are added to ``used`` when it is given.
+    """
 
     def substitute(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
@@ -251,6 +259,8 @@ def expand_vars(value: str, env: Mapping[str, str], where: str) -> str:
             raise ServerConfigError(
                 f"{where}: environment variable {name} is not set (write $$ for a literal $)"
             )
+        if used is not None:
+            used.add(name)
         return env[name]
 
     return _VAR.sub(substitute, value)
@@ -300,6 +310,9 @@ def parse_config(
         if lowered not in _KNOWN_KEYS and lowered not in _FREE_FORM_SECTIONS:
             log.warning("%s: unknown section [%s] ignored", source, name)
 
+    # Variables that carry tokens are kept out of the commands' environment.
+    secret_vars: set[str] = set()
+
     def raw(section: str) -> dict[str, tuple[str, str]]:
         """key -> (spelling in the file, expanded value) for one section."""
         real = sections.get(section)
@@ -308,9 +321,10 @@ def parse_config(
         out: dict[str, tuple[str, str]] = {}
         for key, value in parser.items(real, raw=True):
             where = f"{source}: [{real}] {key}"
+            used = secret_vars if section == "auth" else None
             out[key if section in _FREE_FORM_SECTIONS else key.lower()] = (
                 key,
-                expand_vars(value, environ, where),
+                expand_vars(value, environ, where, used),
             )
         known = _KNOWN_KEYS.get(section)
         if known is not None:
@@ -424,6 +438,7 @@ def parse_config(
         owner_of[token] = identity
         auth[identity] = token
     values["auth"] = auth
+    values["hidden_env"] = frozenset(secret_vars)
     values["allowlist"] = sorted(
         (label, pattern) for label, (_, pattern) in raw("allowlist").items()
     )

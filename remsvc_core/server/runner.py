@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 
 __all__ = ["CommandRunner", "ExecResult", "truncation_marker"]
@@ -104,7 +105,7 @@ class _Identity:
     uid: int
     gid: int
     groups: list[int]
-    env: dict[str, str]
+    home: str
 
 
 # Switching user happens in a tiny exec'd helper rather than through Popen(user=...):
@@ -170,21 +171,32 @@ def _resolve_user(name: str) -> _Identity | None:
         raise _UserError(
             125, f"cannot switch to user {name}: cannot read its groups: {exc}"
         ) from None
-    env = dict(os.environ)
-    env.update(HOME=entry.pw_dir, USER=name, LOGNAME=name)
-    return _Identity(name, entry.pw_uid, entry.pw_gid, groups, env)
+    return _Identity(name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
 
 
 class CommandRunner:
     """Runs commands with one output cap and timeout; remembers its live children."""
 
     def __init__(
-        self, *, output_cap: int, timeout_s: float, linger_s: float = DEFAULT_LINGER_S
+        self,
+        *,
+        output_cap: int,
+        timeout_s: float,
+        linger_s: float = DEFAULT_LINGER_S,
+        hidden_env: Collection[str] = (),
     ) -> None:
         self.output_cap = output_cap
         self.timeout_s = timeout_s
         self.linger_s = linger_s
+        self.hidden_env = frozenset(hidden_env)
         self._live: dict[int, subprocess.Popen[bytes]] = {}
+        self._reaping: set[int] = set()
+
+    def child_env(self) -> dict[str, str] | None:
+        """The commands' environment: the server's, minus variables that held tokens."""
+        if not self.hidden_env:
+            return None
+        return {k: v for k, v in os.environ.items() if k not in self.hidden_env}
 
     @property
     def live_pids(self) -> list[int]:
@@ -241,10 +253,11 @@ class CommandRunner:
                 self._reap(proc)
 
     def _spawn(self, argv: list[str], identity: _Identity | None) -> subprocess.Popen[bytes]:
-        env = None
+        env = self.child_env()
         if identity is not None:
             argv = [*_drop_privileges_argv(identity), *argv]
-            env = identity.env
+            env = dict(os.environ) if env is None else env
+            env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
         return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -294,11 +307,15 @@ class CommandRunner:
     def _reap(self, proc: subprocess.Popen[bytes]) -> int | None:
         """Collect the child's exit status; a child not dead yet is reaped in the background."""
         if proc.poll() is None:
+            if proc.pid in self._reaping:
+                return None
+            self._reaping.add(proc.pid)
 
             def reap_later() -> None:
                 with contextlib.suppress(Exception):
                     proc.wait()
                 self._live.pop(proc.pid, None)
+                self._reaping.discard(proc.pid)
 
             threading.Thread(target=reap_later, name=f"remsvc-reap-{proc.pid}", daemon=True).start()
             return None
@@ -315,9 +332,7 @@ def _kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    except (
-        PermissionError
-    ) as exc:  # pragma: no cover - only when not root and the child changed user
+    except PermissionError as exc:  # pragma: no cover - a non-root server, another user's child
         log.warning("cannot kill process group %d: %s", pgid, exc)
 
 

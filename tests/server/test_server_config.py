@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -119,6 +120,7 @@ def test_env_vars_are_expanded_everywhere(tmp_path):
     # A "$" that starts no variable name (a regex anchor) stays as written; "$$" is "$".
     assert config.denylist == [("price", "costs $5"), ("word", "^reboot$")]
     assert config.log_file == f"{tmp_path}/x.log"
+    assert config.hidden_env == frozenset({"TOKEN"})
 
 
 def test_an_upstream_style_ini_file_starts_our_server_unchanged(server_process, tmp_path):
@@ -161,21 +163,29 @@ def test_an_upstream_style_ini_file_starts_our_server_unchanged(server_process, 
     assert "identity=anonymous src='' tid=1 rc=0" in log_file.read_text()
 
 
-def test_env_expanded_token_works_on_a_live_server(server_process):
-    server = server_process("[auth]\nci = ${CI_TOKEN}\n", env={"CI_TOKEN": "expanded-token"})
+def test_env_expanded_token_works_and_is_hidden_from_commands(server_process):
+    env = {"CI_TOKEN": "expanded-token", "CI_COLOUR": "blue"}
+    server = server_process("[auth]\nci = ${CI_TOKEN}\n", env=env)
+    good = [("authorization", "Bearer expanded-token")]
     with grpc.insecure_channel(server.target) as channel:
         stub = pb_grpc.RemSvcStub(channel)
-        assert (
-            stub.Ping(
-                pb.PingMsg(seq=2), metadata=[("authorization", "Bearer expanded-token")], timeout=10
-            ).seq
-            == 2
-        )
+        assert stub.Ping(pb.PingMsg(seq=2), metadata=good, timeout=10).seq == 2
+        literal = [("authorization", "Bearer ${CI_TOKEN}")]
         with pytest.raises(grpc.RpcError) as caught:
-            stub.Ping(
-                pb.PingMsg(seq=2), metadata=[("authorization", "Bearer ${CI_TOKEN}")], timeout=10
-            )
+            stub.Ping(pb.PingMsg(seq=2), metadata=literal, timeout=10)
+        printed = stub.RemCmd(pb.RemCmdMsg(cmd="env", tid=1), metadata=good, timeout=10).out
+        as_user = stub.RemCmd(
+            pb.RemCmdMsg(cmd="env", cmdusr="nobody", tid=2), metadata=good, timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    # The variable that carried a token is not passed on to commands; others are.
+    assert "CI_COLOUR=blue" in printed
+    assert "expanded-token" not in printed
+    assert "CI_TOKEN" not in printed
+    if os.geteuid() == 0:
+        assert as_user.rc == 0
+        assert "CI_COLOUR=blue" in as_user.out
+        assert "expanded-token" not in as_user.out
 
 
 BAD_VALUES = [

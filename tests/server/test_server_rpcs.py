@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 
 import grpc
@@ -240,3 +241,20 @@ def test_refusal_with_max_parallel_still_delivers_running_results(server_process
         )
     assert [(r.tid, r.out) for r in run.responses] == [(1, "slow\n")]
     assert run.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def ipv6_loopback_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no IPv6 loopback on this host")
+def test_listens_on_ipv6_loopback(server_process):
+    server = server_process(host="::1")
+    assert server.target == f"[::1]:{server.port}"
+    with grpc.insecure_channel(server.target) as channel:
+        assert pb_grpc.RemSvcStub(channel).Ping(pb.PingMsg(seq=6), timeout=10).seq == 6
