@@ -82,6 +82,12 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         async def run_one(request: Any) -> None:
             try:
                 responses.put_nowait(await self._execute(request, context))
+            except Exception:
+                # A server bug must not pass for a clean end with a missing result.
+                log.exception("internal error running tid=%d", request.tid)
+                refusal.append(
+                    _Refused(grpc.StatusCode.INTERNAL, f"internal error running tid {request.tid}")
+                )
             finally:
                 slots.release()
 
@@ -91,6 +97,9 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                     # Waiting for a free slot first keeps upstream's order of events:
                     # the next command is not even looked at until one may start.
                     await slots.acquire()
+                    if refusal:  # a command failed inside the server meanwhile
+                        slots.release()
+                        break
                     try:
                         self._admit(request, context)
                     except _Refused as refused:

@@ -10,11 +10,12 @@ from pathlib import Path
 import grpc
 import psutil
 import pytest
-from support.server_process import wait_until_gone
+from support.server_process import run_stream, wait_until_gone
 
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.config import ServerConfig
 from remsvc_core.server.embedded import EmbeddedServer
+from remsvc_core.server.runner import CommandRunner
 from remsvc_core.wire import pb, pb_grpc
 
 
@@ -169,3 +170,29 @@ def test_embedded_server_in_asyncio_run_from_a_thread_without_loop():
 async def _ping(target: str) -> int:
     async with grpc.aio.insecure_channel(target) as channel:
         return (await pb_grpc.RemSvcStub(channel).Ping(pb.PingMsg(seq=9), timeout=10)).seq
+
+
+def test_a_server_fault_ends_the_stream_with_internal_keeping_earlier_results(
+    monkeypatch, tmp_path
+):
+    # Fault injection (a real runner cannot be made to fail on demand): the stream must
+    # not end "OK" with a result silently missing.
+    real_run = CommandRunner.run
+
+    async def faulty(self, cmd, cmdtyp=0, cmdusr=""):
+        if cmd == "explode":
+            raise RuntimeError("injected fault")
+        return await real_run(self, cmd, cmdtyp, cmdusr)
+
+    monkeypatch.setattr(CommandRunner, "run", faulty)
+    never = tmp_path / "never"
+    requests = [
+        pb.RemCmdMsg(cmd="echo 1", tid=1),
+        pb.RemCmdMsg(cmd="explode", tid=2),
+        pb.RemCmdMsg(cmd=f"touch {never}", tid=3),
+    ]
+    with EmbeddedServer() as server, grpc.insecure_channel(server.target) as channel:
+        run = run_stream(pb_grpc.RemSvcStub(channel), requests)
+    assert [(r.tid, r.out) for r in run.responses] == [(1, "1\n")]
+    assert (run.code, run.details) == (grpc.StatusCode.INTERNAL, "internal error running tid 2")
+    assert not never.exists()
