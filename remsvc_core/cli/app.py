@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -13,6 +12,7 @@ from typing import NoReturn
 from remsvc_core import __version__
 from remsvc_core.cli import exit_codes, handlers, ping, run, serve, status
 from remsvc_core.cli.exit_codes import ConnectionFailure, UsageError
+from remsvc_core.cli.output import silence_stdout
 from remsvc_core.errors import (
     CommandValidationError,
     HandlerError,
@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_codes.INTERRUPTED
     except BrokenPipeError:
         # `remsvc run ... | head`: the reader left; that is not a failure to report.
-        _silence_stdout()
+        silence_stdout()
         return exit_codes.OK
     except RemSvcError as exc:
         if args.debug:
@@ -119,9 +119,3 @@ def _tolerate_unencodable_output() -> None:
         if callable(reconfigure):
             with contextlib.suppress(ValueError, OSError):
                 reconfigure(errors="backslashreplace")
-
-
-def _silence_stdout() -> None:
-    # Python flushes stdout at exit; with the pipe gone that would print a second error.
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -6,6 +6,7 @@ a DataFrame if something else already imported it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -13,6 +14,7 @@ import io
 import json
 import math
 import numbers
+import os
 import re
 import shutil
 import sys
@@ -42,6 +44,12 @@ def _isatty(stream: TextIO) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def silence_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so the flush at exit cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def is_dataframe(value: Any) -> bool:

@@ -12,8 +12,8 @@ from typing import Any
 from remsvc_core.cli import exit_codes
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.cli.inputs import load_commands, parse_cmdtyp
-from remsvc_core.cli.output import FORMATS
-from remsvc_core.cli.report import Verdict, judge, print_outcome
+from remsvc_core.cli.output import FORMATS, silence_stdout
+from remsvc_core.cli.report import judge, print_outcome
 from remsvc_core.cli.target import add_target_arguments, server_settings
 from remsvc_core.commands import Command
 from remsvc_core.errors import HandlerError
@@ -204,13 +204,19 @@ def execute(args: argparse.Namespace) -> int:
             value = pipeline.apply(outcome.raw_results())
         except HandlerError as exc:
             verdict = verdict.with_problem(f"handler failed: {exc}")
-    print_outcome(
-        outcome,
-        verdict,
-        value,
-        output_format,
-        handler_names=list(pipeline.names) if args.handler and not verdict.handler_failed else [],
-    )
+    try:
+        print_outcome(
+            outcome,
+            verdict,
+            value,
+            output_format,
+            handler_names=list(pipeline.names)
+            if args.handler and not verdict.handler_failed
+            else [],
+        )
+    except BrokenPipeError:
+        # `remsvc run ... | head`: the reader left early; the verdict still stands.
+        silence_stdout()
     return verdict.exit_status
 
 
@@ -237,6 +243,3 @@ class ResultCollector:
     def snapshot(self) -> dict[int, CommandResult]:
         with self._lock:
             return dict(self._results)
-
-
-__all__ = ["ResultCollector", "Verdict", "execute", "handler_spec", "register"]

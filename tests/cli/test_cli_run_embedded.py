@@ -251,3 +251,26 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(run_cli: RunCli) -> None:
     proc = run_cli("run", "echo 1")
     assert "done," not in proc.stderr
     assert "\x1b" not in proc.stderr
+
+
+def test_reader_leaving_early_is_not_an_error(cli_env: dict[str, str]) -> None:
+    """`remsvc run ... | head -c 10`: EPIPE on stdout, exit status from the verdict."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "remsvc_core.cli", "run", "-o", "csv", "seq 1 200000"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.read(10) == b"tid,rc,out"
+        proc.stdout.close()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0, stderr
+    assert b"Traceback" not in stderr
+    assert b"BrokenPipe" not in stderr
