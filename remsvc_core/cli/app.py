@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for module in (run, handlers, ping, status, serve):
         module.register(subparsers)
+    for subparser in subparsers.choices.values():
+        # Also accepted after the subcommand; SUPPRESS keeps an earlier --debug when absent.
+        subparser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
     return parser
 
 

@@ -113,6 +113,8 @@ def test_serve_with_a_bad_config_names_file_and_key(
 def test_debug_shows_the_traceback() -> None:
     with pytest.raises(UsageError, match="no commands given"):
         main(["--debug", "run"])
+    with pytest.raises(UsageError, match="no commands given"):
+        main(["run", "--debug"])
 
 
 def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
