@@ -13,7 +13,7 @@ import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -91,7 +91,7 @@ def paired_rounds(
 
 
 def rotating_rounds(
-    rounds: int, measures: dict[str, Callable[[], float]]
+    rounds: int, measures: Mapping[str, Callable[[], float]]
 ) -> dict[str, list[float]]:
     """Like :func:`paired_rounds` for several candidates: each round measures every one,
     starting one further along each time, so no candidate always runs first or last."""

@@ -370,7 +370,7 @@ def _ssh_connect(args: dict[str, Any]) -> Any:
     import base64
     import socket
 
-    import paramiko
+    import paramiko  # type: ignore[import-untyped]
 
     client = paramiko.SSHClient()
     # The host key is the throwaway one the benchmark generated: check it, accept no other.
