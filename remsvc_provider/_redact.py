@@ -7,6 +7,7 @@ goes through :func:`redact` when the token is at hand.
 
 from __future__ import annotations
 
+from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import ChannelSettings
 
 MASK = "***"
@@ -18,3 +19,14 @@ def redact(text: str, settings: ChannelSettings | None) -> str:
         return text
     token = settings.bearer_token.reveal()
     return text.replace(token, MASK) if token else text
+
+
+def scrub_outcome(outcome: StreamOutcome, settings: ChannelSettings) -> StreamOutcome:
+    """Scrub the texts of an outcome that come from the server or the transport.
+
+    Status details and plugin errors are not written by us; they are scrubbed before
+    they can reach an exception message, a log line, a trigger event or XCom.
+    """
+    outcome.status_details = redact(outcome.status_details, settings)
+    outcome.plugin_errors = [redact(error, settings) for error in outcome.plugin_errors]
+    return outcome

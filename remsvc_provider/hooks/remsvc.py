@@ -20,7 +20,7 @@ from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import ChannelSettings
 from remsvc_provider import _connection_form as form
 from remsvc_provider._compat import BaseHook, amask_secret, mask_secret
-from remsvc_provider._redact import redact
+from remsvc_provider._redact import redact, scrub_outcome
 
 # Standard connection fields this connection type has no use for. Setting one is a
 # mistake (most likely a token typed into Password), so it is refused, not ignored.
@@ -123,7 +123,7 @@ class RemSvcHook(BaseHook):
 
         settings = self.get_channel_settings()
         self.log.info("Running %d command(s) on %s", _count(commands), settings.safe_description())
-        return run_commands_sync(
+        outcome = run_commands_sync(
             commands,
             settings,
             stream_timeout=stream_timeout,
@@ -131,6 +131,7 @@ class RemSvcHook(BaseHook):
             hooks=hooks,
             default_src=default_src,
         )
+        return scrub_outcome(outcome, settings)
 
     async def arun_commands(
         self,
@@ -145,7 +146,7 @@ class RemSvcHook(BaseHook):
         from remsvc_core.engine import run_commands
 
         settings = await self.aget_channel_settings()
-        return await run_commands(
+        outcome = await run_commands(
             commands,
             settings,
             stream_timeout=stream_timeout,
@@ -153,6 +154,7 @@ class RemSvcHook(BaseHook):
             hooks=hooks,
             default_src=default_src,
         )
+        return scrub_outcome(outcome, settings)
 
     def ping(self, timeout: float = 10.0) -> float:
         """Ping the server; returns the round trip in seconds."""

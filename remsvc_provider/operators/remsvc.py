@@ -102,13 +102,20 @@ class RemSvcOperator(BaseOperator):
         commands = self._rendered_commands(context)
         metadata = self._rendered_metadata()
         if self.deferrable:
+            spec = _spec_for_trigger(self._pipeline)
+            if spec is None and self._pipeline.result_hooks():
+                self.log.warning(
+                    "The fail-fast checks of Python callable handlers cannot be sent to the "
+                    "triggerer and do not run while the stream runs; give the handler by "
+                    "name, or use deferrable=False. The success check still applies."
+                )
             self.defer(
                 trigger=RemSvcTrigger(
                     commands=command_inputs(commands),
                     grpc_conn_id=self.grpc_conn_id,
                     stream_timeout=float(self.stream_timeout),
                     metadata=[list(pair) for pair in metadata],
-                    result_handler=_spec_for_trigger(self._pipeline),
+                    result_handler=spec,
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.stream_timeout) + DEFERRAL_GRACE_S),
@@ -251,9 +258,7 @@ def _spec_for_trigger(pipeline: ResultPipeline) -> Any:
     if not pipeline.result_hooks():
         return None
     if any(step.info is None for step in pipeline.steps):
-        # A Python callable cannot be sent to the triggerer; its checks run nowhere,
-        # and the success check on the worker still applies.
-        return None
+        return None  # a Python callable cannot be sent to the triggerer
     return pipeline.spec
 
 

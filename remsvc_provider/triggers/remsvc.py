@@ -22,7 +22,7 @@ from typing import Any
 from remsvc_core.commands import Command, validate_commands
 from remsvc_core.settings import ChannelSettings, normalise_metadata
 from remsvc_provider._compat import BaseTrigger, TriggerEvent, trigger_event
-from remsvc_provider._redact import redact
+from remsvc_provider._redact import redact, scrub_outcome
 from remsvc_provider.hooks.remsvc import RemSvcHook
 
 EVENT_COMPLETE = "complete"
@@ -111,6 +111,7 @@ class RemSvcTrigger(BaseTrigger):
                 metadata=metadata,
                 hooks=hooks,
             )
+            outcome = scrub_outcome(outcome, settings)
         except asyncio.CancelledError:
             self.log.warning(
                 "Cancelled while streaming to %s; the stream is cancelled and the server "
@@ -129,7 +130,6 @@ class RemSvcTrigger(BaseTrigger):
             return
 
         payload = outcome.to_json()
-        payload["status_details"] = redact(str(payload.get("status_details", "")), settings)
         self.log.info(
             "Stream to %s ended with %s: %d of %d result(s) in %.2fs",
             settings.safe_description(),

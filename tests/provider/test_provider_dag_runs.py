@@ -22,7 +22,9 @@ from airflow_runs import (
     xcom_value,
 )
 
+from remsvc_core.errors import StopStream
 from remsvc_core.hashing import command_hash
+from remsvc_core.hookspecs import hookimpl
 from remsvc_core.probes import get_status_sync
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
@@ -362,3 +364,32 @@ def test_dynamic_task_mapping_over_two_servers(
         assert pushed["results"] == [expected_row(1, "echo fanned", "fanned\n")]
     assert commands_run(tls_server, TOKEN) == before_a + 1
     assert commands_run(second_tls_server, OTHER_TOKEN) == before_b + 1
+
+
+class StopAtFirstResult:
+    """A fail-fast check (a pluggy plugin): ends the stream when a result arrives."""
+
+    @hookimpl
+    def remsvc_result(self, result: Any, stream: Any) -> None:
+        raise StopStream(f"inline stopper ended the stream at tid {result.tid}")
+
+
+def sorted_with_stop(results: dict[Any, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A seed-style callable that also carries a fail-fast check."""
+    return [results[tid] for tid in sorted(results)]
+
+
+sorted_with_stop.result_hook = StopAtFirstResult  # type: ignore[attr-defined]
+
+
+def test_deferrable_false_runs_fail_fast_checks_of_a_callable(tls_conn: str) -> None:
+    dag_run, pushed = run_one(
+        "rs_inline_stop",
+        commands=["echo one", "sleep 20", "echo three"],
+        result_handler=sorted_with_stop,
+        deferrable=False,
+    )
+
+    assert dag_run.state == "failed"
+    assert pushed["results"] == [expected_row(1, "echo one", "one\n")]
+    assert "inline stopper ended the stream at tid 1" in pushed["error_msg"]
