@@ -84,7 +84,7 @@ def test_client_cancel_kills_the_running_command(stub, scratch):
 def test_deadline_kills_the_running_command(stub, scratch):
     started = scratch / "started"
     with pytest.raises(grpc.RpcError) as caught:
-        stub.RemCmd(pb.RemCmdMsg(cmd=f"echo $$ > {started}; exec sleep 60", tid=1), timeout=1.0)
+        stub.RemCmd(pb.RemCmdMsg(cmd=f"echo $$ > {started}; exec sleep 60", tid=1), timeout=2.0)
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert wait_until_gone(wait_for_pid_file(started))
 
