@@ -11,7 +11,8 @@ from docs_site import Site
 
 from remsvc_core import EmbeddedServer, ServerConfig
 
-SITE_TOKEN = "docs-site-token-4f1c"  # noqa: S105 - a throwaway token for a loopback test server
+# A throwaway token for a loopback test server.
+SITE_TOKEN = "docs-site-token-4f1c"
 
 
 @pytest.fixture
