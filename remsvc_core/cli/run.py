@@ -22,12 +22,14 @@ from remsvc_core.results import CommandResult, StreamOutcome
 from remsvc_core.settings import ChannelSettings
 
 DEFAULT_SRC = "remsvc-cli"
+_EMBEDDED_SLACK_S = 5.0
 _EXAMPLE_OPTIONS = '{"accept": [0, 1]}'
 
 DESCRIPTION = """\
 Run commands on a RemSvc server over one stream and print every result, in command
 order. With no --target or --conn, a reference server is started in-process on a
-loopback port, so `remsvc run "echo hello"` works with nothing set up.
+loopback port, so `remsvc run "echo hello"` works with nothing set up; there each
+command may run for up to --timeout seconds.
 """
 
 EPILOG = f"""\
@@ -184,7 +186,11 @@ def execute(args: argparse.Namespace) -> int:
     output_format = args.output or ("table" if sys.stdout.isatty() else "json")
 
     try:
-        with server_settings(args) as channel:
+        # On the in-process server a command may run as long as the stream may (the
+        # server's 30 s default suits remote hosts, not a local `remsvc run "make"`);
+        # a little longer, so that --timeout is the one limit the user ever meets.
+        embedded = {"cmd_timeout_ms": round((args.timeout + _EMBEDDED_SLACK_S) * 1000)}
+        with server_settings(args, **embedded) as channel:
             outcome = _run(commands, channel, args.timeout, hooks)
     except KeyboardInterrupt:
         # Whatever arrived before Ctrl-C is still worth printing.

@@ -11,6 +11,7 @@ import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 from remsvc_core.cli.exit_codes import UsageError
@@ -124,8 +125,9 @@ def read_token(args: argparse.Namespace) -> Secret | None:
 
 
 @contextmanager
-def server_settings(args: argparse.Namespace) -> Iterator[ChannelSettings]:
-    """Settings for the server the options name, or for an in-process one started here.
+def server_settings(args: argparse.Namespace, **embedded_config: Any) -> Iterator[ChannelSettings]:
+    """Settings for the server the options name, or for an in-process one started here
+    (with ``embedded_config`` as ServerConfig overrides).
 
     Every option is checked before the embedded server starts, so a usage error never
     has to wait for (or clean up) a server.
@@ -136,7 +138,7 @@ def server_settings(args: argparse.Namespace) -> Iterator[ChannelSettings]:
     metadata = parse_metadata(args.metadata)
     from remsvc_core.server.embedded import EmbeddedServer
 
-    with EmbeddedServer() as server:
+    with EmbeddedServer(**embedded_config) as server:
         yield server.settings(metadata=metadata)
 
 
