@@ -16,9 +16,12 @@ except ImportError:  # pragma: no cover - Airflow 3.0 before the Task SDK export
     from airflow.models.baseoperator import BaseOperator  # type: ignore[attr-defined,no-redef]
 
 try:
-    from airflow.sdk.exceptions import AirflowException
-except ImportError:  # pragma: no cover - Task SDKs before the exception moved there
-    from airflow.exceptions import AirflowException  # type: ignore[attr-defined,no-redef]
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+except ImportError:  # pragma: no cover - Task SDKs before the exceptions moved there
+    from airflow.exceptions import (  # type: ignore[attr-defined,no-redef]
+        AirflowException,
+        AirflowFailException,
+    )
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
@@ -55,6 +58,7 @@ async def amask_secret(secret: Any) -> None:
 
 __all__ = [
     "AirflowException",
+    "AirflowFailException",
     "BaseHook",
     "BaseOperator",
     "BaseTrigger",

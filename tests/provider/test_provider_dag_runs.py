@@ -393,3 +393,53 @@ def test_deferrable_false_runs_fail_fast_checks_of_a_callable(tls_conn: str) -> 
     assert dag_run.state == "failed"
     assert pushed["results"] == [expected_row(1, "echo one", "one\n")]
     assert "inline stopper ended the stream at tid 1" in pushed["error_msg"]
+
+
+# -- retries --
+
+
+def test_retries_rerun_failed_commands_but_not_what_a_retry_cannot_fix(tls_conn: str) -> None:
+    no_wait = datetime.timedelta(0)
+
+    def build() -> None:
+        operator(task_id="rc", commands=["exit 5"], retries=1, retry_delay=no_wait)
+        operator(
+            task_id="denied",
+            commands=[f"echo {DENIED_MARKER}"],
+            retries=1,
+            retry_delay=no_wait,
+        )
+        operator(
+            task_id="timeout",
+            commands=["sleep 30"],
+            stream_timeout=1.0,
+            retries=1,
+            retry_delay=no_wait,
+        )
+
+    dag_run = run_dag(make_dag("rs_retries", build))
+
+    tries = {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+    assert task_states(dag_run) == {"rc": "failed", "denied": "failed", "timeout": "failed"}
+    assert tries == {"rc": 2, "denied": 1, "timeout": 1}
+
+
+def test_deferrable_false_with_unusable_settings_reports_and_fails(
+    set_conn: Callable[[str, str], None], tls_server: Any, tls_files: Any
+) -> None:
+    set_conn("remsvc_inline_typo", tls_uri(tls_server, tls_files) + "&usessl=1")
+
+    dag_run, pushed = run_one(
+        "rs_inline_typo",
+        commands=["echo hi"],
+        grpc_conn_id="remsvc_inline_typo",
+        deferrable=False,
+        retries=2,
+    )
+
+    assert dag_run.state == "failed"
+    assert pushed["state"] == "FAILED"
+    assert "usessl" in pushed["error_msg"]
+    assert TOKEN not in pushed["error_msg"]
+    (ti,) = dag_run.get_task_instances()
+    assert ti.try_number == 1  # a settings mistake is not retried
