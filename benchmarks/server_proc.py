@@ -107,12 +107,14 @@ class ServerProcess:
     def peak_rss_mib(self) -> float:
         return peak_rss_mib(self.pid)
 
-    def cpu_seconds(self) -> float:
-        """User plus system CPU the server process has used so far (its children excluded)."""
+    def cpu_seconds(self, *, children: bool = False) -> float:
+        """User plus system CPU the server process has used so far, all its threads; with
+        ``children``, that of its reaped children (the commands it ran) instead."""
         with open(f"/proc/{self.pid}/stat", encoding="ascii") as handle:
             fields = handle.read().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        first = 13 if children else 11  # cutime, cstime / utime, stime
+        return (int(fields[first]) + int(fields[first + 1])) / ticks
 
     def rss_mib(self) -> float:
         return proc_status_kb(self.pid).get("VmRSS", 0) / 1024

@@ -10,6 +10,7 @@ runs a stream's commands side by side, and on 2 cores can pass it.
 from __future__ import annotations
 
 import functools
+import os
 from contextlib import ExitStack
 from typing import Any
 
@@ -27,10 +28,12 @@ TARGETS = {1: Target(">=", 0.85), 4: Target(">=", 1.6)}
 def run(ctx: Context) -> ScenarioResult:
     sizes = ctx.sizes
     n = sizes.throughput_n
+    cores = len(os.sched_getaffinity(0))
     levels = (1, *sizes.parallel_levels)
     result = ScenarioResult(KEY, TITLE)
     server_cpu: dict[int, list[float]] = {level: [] for level in levels}
     client_cpu: dict[int, list[float]] = {level: [] for level in levels}
+    child_cpu: dict[int, list[float]] = {level: [] for level in levels}
     raw: dict[str, list[dict[str, Any]]] = {}
 
     def direct() -> float:
@@ -56,8 +59,10 @@ def run(ctx: Context) -> ScenarioResult:
         def ours(level: int) -> float:
             server = servers[level]
             before = server.cpu_seconds()
+            before_children = server.cpu_seconds(children=True)
             out = run_worker("stream", {"target": server.target, "n": n, "cmd": CMD})
             server_cpu[level].append((server.cpu_seconds() - before) / n * 1e6)
+            child_cpu[level].append((server.cpu_seconds(children=True) - before_children) / n * 1e6)
             client_cpu[level].append(float(out["cpu_us_per_result"]))
             raw.setdefault(f"max_parallel={level}", []).append(out)
             if out["missing"] or out["status"] != "OK" or out["nonzero_rc"]:
@@ -87,10 +92,18 @@ def run(ctx: Context) -> ScenarioResult:
                 target=TARGETS.get(level),
             )
         )
+        client, server, child = (
+            median(client_cpu[level]),
+            median(server_cpu[level]),
+            median(child_cpu[level]),
+        )
+        total = client + server + child
         result.notes.append(
-            f"max_parallel={level}: rates {spread(rates)} cmd/s over {len(rates)} round(s); "
-            f"client CPU {median(client_cpu[level]):.0f} µs/command, server process CPU "
-            f"{median(server_cpu[level]):.0f} µs/command (its children not counted)"
+            f"max_parallel={level}: rates {spread(rates)} cmd/s over {len(rates)} round(s). "
+            f"CPU per command: client {client:.0f} µs + server process {server:.0f} µs + the "
+            f"command itself {child:.0f} µs = {total:.0f} µs, so {cores} core(s) can run at "
+            f"most {cores / total * 1e6:.0f} cmd/s ({cores / total * 1e6 / median(base):.2f}x "
+            "direct spawn) however well the work overlaps"
         )
     noop_rates = values["noop"]
     result.rows.append(
