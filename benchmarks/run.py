@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
         help="apt-get install openssh-server if sshd is missing (scenario 6)",
     )
     parser.add_argument(
+        "--compare-original",
+        action="store_true",
+        help="also measure airflow-provider-remsvc 1.0.0 (pip-installed into a temp dir)",
+    )
+    parser.add_argument(
         "--note",
         action="append",
         default=[],
@@ -104,7 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     wall0 = time.monotonic()
     results: list[ScenarioResult] = []
     with tempfile.TemporaryDirectory(prefix="remsvc-bench-") as workdir:
-        ctx = Context(mode=args.mode, sizes=sizes, workdir=workdir, install_sshd=args.install_sshd)
+        ctx = Context(
+            mode=args.mode,
+            sizes=sizes,
+            workdir=workdir,
+            install_sshd=args.install_sshd,
+            compare_original=args.compare_original,
+        )
         for module in modules:
             ctx.log(f"--- {module.TITLE}")
             t0 = time.monotonic()

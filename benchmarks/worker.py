@@ -363,6 +363,44 @@ def large_output(args: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(main())
 
 
+@job
+def original_trigger(args: dict[str, Any]) -> dict[str, Any]:
+    """The same stream through airflow-provider-remsvc 1.0.0's RemSvcTrigger, imported
+    from the temporary directory it was installed into (never from our tree)."""
+    path, n, cmd = str(args["path"]), int(args["n"]), str(args["cmd"])
+    # Its hook reads the connection from Airflow; an environment connection needs no DB.
+    os.environ["AIRFLOW_CONN_REMSVC_DEFAULT"] = f"remsvc://{args['target']}"
+    sys.path.insert(0, path)
+    import remsvc_provider
+    from remsvc_provider.triggers.remsvc import RemSvcTrigger
+
+    if not os.path.abspath(remsvc_provider.__file__).startswith(os.path.abspath(path)):
+        raise RuntimeError(f"imported {remsvc_provider.__file__}, not the original from {path}")
+
+    async def once(count: int) -> dict[str, Any]:
+        trigger = RemSvcTrigger(commands=[{"cmd": cmd}] * count, stream_timeout=600.0)
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise RuntimeError("the original trigger yielded no event")
+
+    async def main() -> dict[str, Any]:
+        await once(3)
+        gc.collect()
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        payload = await once(n)
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+        return {
+            "elapsed_s": wall,
+            "rate": n / wall,
+            "cpu_us_per_result": cpu / n * 1e6,
+            "state": str(payload.get("state")),
+            "results": len(payload.get("results") or {}),
+            "error": payload.get("error"),
+        }
+
+    return asyncio.run(main())
+
+
 # ---------------------------------------------------------------- what users pick instead
 
 

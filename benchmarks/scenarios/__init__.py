@@ -86,6 +86,7 @@ class Context:
     sizes: Sizes
     workdir: str
     install_sshd: bool = False
+    compare_original: bool = False
 
     def log(self, message: str) -> None:
         print(f"[benchmarks] {message}", file=sys.stderr, flush=True)
@@ -97,8 +98,9 @@ def all_scenarios() -> list[ModuleType]:
         concurrency,
         handlers,
         large_output,
+        original,
         ssh,
         throughput,
     )
 
-    return [throughput, client_cost, concurrency, large_output, handlers, ssh]
+    return [throughput, client_cost, concurrency, large_output, handlers, ssh, original]
