@@ -46,6 +46,15 @@ DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
 # The local timeout backs up the gRPC deadline (a transport that never reports it must
 # not hang the caller); the grace lets the server's own status arrive first.
 _LOCAL_TIMEOUT_GRACE_S = 1.0
+# The writer keeps at most this much unanswered on the wire. Far below HTTP/2's
+# 64 KiB default window, so a write never waits on flow control: a write pending
+# when the server ends the stream makes grpc.aio replace the server's status with
+# INTERNAL and drop responses it had already received (see _StatusWatch). Servers
+# answer as commands end, so the window moves; if not one answer came within the
+# patience, the rest is sent regardless (see _Stream._wait_for_window).
+_MAX_IN_FLIGHT_COMMANDS = 256
+_MAX_IN_FLIGHT_BYTES = 32 * 1024
+_FIRST_ANSWER_PATIENCE_S = 10.0
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
 
@@ -107,7 +116,8 @@ def _decode_response(data: bytes) -> wire.RawResponse | _Malformed:
         return _Malformed(len(data), f"{type(exc).__name__}: {exc}")
 
 
-def _as_batch(commands: Any, default_src: str) -> list[Command]:
+def _as_batch(commands: Any, default_src: str) -> tuple[list[Command], dict[int, int]]:
+    """The validated batch and each command's size on the wire, by tid."""
     if (
         isinstance(commands, Sequence)
         and not isinstance(commands, (str, bytes))
@@ -123,15 +133,16 @@ def _as_batch(commands: Any, default_src: str) -> list[Command]:
             )
     else:
         batch = validate_commands(commands, default_src=default_src)
+    sizes: dict[int, int] = {}
     for command in batch:
         try:
-            wire.encode_command(command)
+            sizes[command.tid] = len(wire.encode_command(command))
         except UnicodeEncodeError as exc:
             raise CommandValidationError(
                 f"commands[{command.tid - 1}].cmd (tid {command.tid}) cannot be encoded as "
                 f"UTF-8 ({exc.reason} at position {exc.start}); remove the lone surrogate"
             ) from exc
-    return batch
+    return batch, sizes
 
 
 def _check_timeout(stream_timeout: float) -> float:
@@ -152,7 +163,8 @@ def _status_of(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
 # the server ended the stream (grpc/grpc#36066): a denied command would then read as
 # INTERNAL instead of PERMISSION_DENIED.
 _SYNTHETIC_INTERNAL = ("INTERNAL", "Internal error from Core")
-_REAL_STATUS_WAIT_S = 1.0
+_REAL_STATUS_POLLS = 50
+_REAL_STATUS_POLL_S = 0.02
 
 
 def _value_now(awaitable: Any) -> Any:
@@ -168,18 +180,19 @@ def _value_now(awaitable: Any) -> Any:
 
 
 class _StatusWatch:
-    """Remembers the first real final status of a call, before grpc can overwrite it.
+    """Finds the server's final status of a call even when grpc.aio overwrote it.
 
-    grpc.aio runs done-callbacks each time it sets a call's status, with the status
-    already in place, so reading it there (``code()`` returns at once then) sees the
-    server's status even if the synthetic one replaces it a moment later.
+    Two orders occur. Server status first, failed write second: the status is
+    replaced, but the done-callback ran in between with the server's status in place
+    (``code()`` returns at once then) and kept it. Failed write first: the callback
+    saw the synthetic status, and the server's arrives a moment later in its place,
+    which :meth:`real_status` waits for.
     """
 
     def __init__(self, call: Any) -> None:
         self._call = call
         self._cancelled_locally = False
         self._real: tuple[str, str] | None = None
-        self._arrived = asyncio.Event()
         call.add_done_callback(self._on_done)
 
     def _on_done(self, call: Any) -> None:
@@ -194,7 +207,6 @@ class _StatusWatch:
             status = (code.name, details or "")
             if status != _SYNTHETIC_INTERNAL:
                 self._real = status
-                self._arrived.set()
         except Exception:  # pragma: no cover - defensive
             log.debug("could not read a call's status in its done callback", exc_info=True)
 
@@ -205,11 +217,18 @@ class _StatusWatch:
             self._call.cancel()
 
     async def real_status(self, reported: tuple[str, str]) -> tuple[str, str]:
-        """The server's status if it arrives (soon), else ``reported``."""
-        if self._real is None and not self._cancelled_locally:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), _REAL_STATUS_WAIT_S)
-        return self._real or reported
+        """The server's status if it is (or soon becomes) known, else ``reported``."""
+        # Done-callbacks run once, for the first status: when the failed write came
+        # first, the server's status replaces the synthetic one a moment later.
+        for _ in range(_REAL_STATUS_POLLS):
+            if self._real is not None:
+                return self._real
+            code = await self._call.code()
+            current = (code.name if code is not None else "UNKNOWN", await self._call.details())
+            if current != _SYNTHETIC_INTERNAL:
+                return (current[0], current[1] or "")
+            await asyncio.sleep(_REAL_STATUS_POLL_S)
+        return reported
 
 
 class _Stream:
@@ -218,6 +237,7 @@ class _Stream:
     def __init__(
         self,
         batch: list[Command],
+        sizes: dict[int, int],
         settings: ChannelSettings,
         metadata: tuple[tuple[str, str], ...],
         stream_timeout: float,
@@ -237,7 +257,12 @@ class _Stream:
         self.info = StreamInfo(
             stream_id=uuid.uuid4().hex, target=settings.target, commands=tuple(batch)
         )
+        self.sizes = sizes
         self.sent_at: dict[int, float] = {}
+        self.in_flight: dict[int, int] = {}  # tid -> size, written and not yet answered
+        self.in_flight_bytes = 0
+        self.window_moved = asyncio.Event()
+        self.window_unbounded = False
         self.write_started = False
         self.started_hook_fired = False
         self.writer_error: str | None = None
@@ -376,19 +401,60 @@ class _Stream:
     async def _write_all(self, call: Any, watch: _StatusWatch) -> None:
         try:
             for command in self.batch:
+                size = self.sizes[command.tid]
+                while not self.window_unbounded and self._window_full(size):
+                    await self._wait_for_window()
                 if call.done():
                     return
                 self.sent_at[command.tid] = self.loop.time()
+                self.in_flight[command.tid] = size
+                self.in_flight_bytes += size
                 # From here on the server may have the command: never retry this stream.
                 self.write_started = True
                 await call.write(command)
             await call.done_writing()
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
-            return  # the call is over; the reader reports the status
+        except (
+            grpc.aio.AioRpcError,
+            grpc.aio.InternalError,  # a half-close racing the end of the call
+            grpc.aio.UsageError,
+            asyncio.InvalidStateError,
+        ) as exc:
+            if call.done():
+                return  # the call is over; the reader reports its status
+            self.writer_error = f"client failed writing a command: {type(exc).__name__}: {exc}"
+            log.error("stream %s: %s", self.info.stream_id, self.writer_error)
+            watch.cancel()
         except Exception as exc:
             self.writer_error = f"client failed writing a command: {type(exc).__name__}: {exc}"
             log.exception("stream %s: writer failed", self.info.stream_id)
             watch.cancel()
+
+    def _window_full(self, size: int) -> bool:
+        return bool(self.in_flight) and (
+            len(self.in_flight) >= _MAX_IN_FLIGHT_COMMANDS
+            or self.in_flight_bytes + size > _MAX_IN_FLIGHT_BYTES
+        )
+
+    async def _wait_for_window(self) -> None:
+        self.window_moved.clear()
+        if self.outcome.results or self.outcome.unexpected:
+            await self.window_moved.wait()  # the server answers as it goes
+            return
+        # Not one answer yet: either the first command runs long, or the server
+        # wants the whole batch before it answers (RemSvc servers do not, but a
+        # hang until stream_timeout would be the worst outcome). After a while,
+        # send the rest without a window.
+        try:
+            await asyncio.wait_for(self.window_moved.wait(), _FIRST_ANSWER_PATIENCE_S)
+        except asyncio.TimeoutError:
+            self.window_unbounded = True
+            log.info(
+                "stream %s: no answer after %.0fs with %d command(s) in flight; "
+                "sending the rest of the batch without waiting",
+                self.info.stream_id,
+                _FIRST_ANSWER_PATIENCE_S,
+                len(self.in_flight),
+            )
 
     async def _read_all(self, call: Any, watch: _StatusWatch) -> tuple[str, str]:
         """Read until the stream ends; returns its final (code, details)."""
@@ -444,6 +510,10 @@ class _Stream:
             decode_replaced=response.replaced,
         )
         self.outcome.results[tid] = result
+        answered = self.in_flight.pop(tid, None)
+        if answered is not None:
+            self.in_flight_bytes -= answered
+            self.window_moved.set()
         if result.decode_replaced:
             log.warning(
                 "stream %s: tid %d output was not valid UTF-8; invalid bytes replaced by U+FFFD",
@@ -495,14 +565,15 @@ async def run_commands(
             f"settings must be a ChannelSettings, got {type(settings).__name__}; build one "
             "with remsvc_core.settings_from_fields(host, port, extras)"
         )
-    batch = _as_batch(commands, default_src)
+    batch, sizes = _as_batch(commands, default_src)
     timeout = _check_timeout(stream_timeout)
     call_metadata = tuple(settings.call_metadata(metadata))
     policy = retry if retry is not None else RetryPolicy()
     if not isinstance(policy, RetryPolicy):
         raise SettingsError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
     stream_hooks = StreamHooks(hooks)
-    return await _Stream(batch, settings, call_metadata, timeout, policy, stream_hooks).run()
+    stream = _Stream(batch, sizes, settings, call_metadata, timeout, policy, stream_hooks)
+    return await stream.run()
 
 
 def run_commands_sync(

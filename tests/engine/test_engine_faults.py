@@ -176,3 +176,30 @@ def _settings_for(process):
     from remsvc_core.settings import ChannelSettings
 
     return ChannelSettings(target=process.target)
+
+
+async def test_unanswered_commands_on_the_wire_are_bounded(misbehaving):
+    """The writer keeps a window of unanswered commands, so no write waits on HTTP/2
+    flow control (a pending write is what lets grpc mask the server's status)."""
+    server = misbehaving(never_answer=True)
+    commands = [f"echo {i}" for i in range(1000)]
+
+    outcome = await run_commands(commands, server.settings(), stream_timeout=1.5)
+
+    assert outcome.status_code == "DEADLINE_EXCEEDED"
+    assert server.tids_read() == list(range(1, 257))
+
+
+async def test_server_that_answers_only_after_the_whole_batch(misbehaving, monkeypatch):
+    """Not how RemSvc servers behave, but it must not hang: after a spell without any
+    answer the engine sends the rest of the batch regardless of the window."""
+    from remsvc_core import engine
+
+    monkeypatch.setattr(engine, "_FIRST_ANSWER_PATIENCE_S", 0.3)  # a tuning knob, not a mock
+    server = misbehaving(reverse=True)
+    commands = [f"echo {i}" for i in range(600)]
+
+    outcome = await run_commands(commands, server.settings(), stream_timeout=60)
+
+    assert outcome.complete, outcome.describe_failure()
+    assert server.tids_read() == list(range(1, 601))
