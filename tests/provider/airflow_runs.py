@@ -67,8 +67,8 @@ def xcom_value(
         if row is None:
             raise LookupError(f"no XCom {key!r} from {task_id}[{map_index}] in {dag_run.run_id}")
         stored = row.value
-    value = json.loads(stored) if isinstance(stored, str) else stored
-    return deserialize(value)
+    # The JSON column hands back the serde-encoded value already decoded.
+    return deserialize(stored)
 
 
 def raw_xcom_texts(dag_run: Any) -> list[str]:
