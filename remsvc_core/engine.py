@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import grpc
 import grpc.aio
 
-from remsvc_core import channels, wire
+from remsvc_core import channels, plugins, wire
 from remsvc_core.commands import Command, validate_commands
 from remsvc_core.errors import CommandValidationError, SettingsError
 from remsvc_core.hookspecs import StreamInfo
@@ -571,6 +571,9 @@ async def run_commands(
     policy = retry if retry is not None else RetryPolicy()
     if not isinstance(policy, RetryPolicy):
         raise SettingsError(f"retry must be a RetryPolicy, got {type(policy).__name__}")
+    if not plugins.entry_points_loaded():
+        # The first stream in a process imports the installed plugins: off the loop.
+        await asyncio.to_thread(plugins.get_plugin_manager)
     stream_hooks = StreamHooks(hooks)
     stream = _Stream(batch, sizes, settings, call_metadata, timeout, policy, stream_hooks)
     return await stream.run()

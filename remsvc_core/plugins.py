@@ -13,6 +13,7 @@ calls each implementation itself and turns failures into readable plugin errors.
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import inspect
 import logging
@@ -33,6 +34,7 @@ __all__ = [
     "PluginInfo",
     "PluginLoadError",
     "StreamHooks",
+    "entry_points_loaded",
     "get_plugin_manager",
     "list_plugins",
     "plugin_load_errors",
@@ -142,6 +144,7 @@ def package_of(plugin: object) -> str:
     return "package " + _dist_label(dists[0])
 
 
+@functools.lru_cache(maxsize=256)
 def _dist_label(name: str) -> str:
     try:
         return f"{name} {importlib.metadata.version(name)}"
@@ -159,6 +162,10 @@ class _Registry:
         self._from_entry_points: list[str] = []
         self._load_errors: list[PluginLoadError] = []
         self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
 
     def manager(self) -> pluggy.PluginManager:
         self._ensure_loaded()
@@ -269,6 +276,11 @@ class _Registry:
 _registry = _Registry()
 
 
+def entry_points_loaded() -> bool:
+    """Whether the ``remsvc.plugins`` entry points were loaded in this process yet."""
+    return _registry.loaded
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """The process-wide pluggy manager (entry points loaded on first use).
 
@@ -323,6 +335,9 @@ class StreamHooks:
         self.errors: list[str] = [error.describe() for error in load_errors]
         self._manager = _new_manager()
         self._infos: dict[str, PluginInfo] = {}
+        # Which package ships a per-stream plugin is looked up only to name it in an
+        # error: the lookup reads package metadata from disk, and this runs on the loop.
+        self._unnamed: dict[str, object] = {}
         for name, plugin, info in plugins:
             self._manager.register(plugin, name=name)  # already checked when registered
             self._infos[name] = info
@@ -331,12 +346,7 @@ class StreamHooks:
                 continue  # also registered process-wide; one call per event is enough
             name = f"hooks[{index}]:{self._manager.get_canonical_name(plugin)}"
             _register_checked(self._manager, plugin, name)
-            self._infos[name] = PluginInfo(name=name, package=package_of(plugin))
-
-    @property
-    def active(self) -> bool:
-        """Whether any plugin implements any hook (lets the engine skip the work)."""
-        return bool(self._infos)
+            self._unnamed[name] = plugin
 
     def stream_started(self, stream: hookspecs.StreamInfo) -> None:
         self._call("remsvc_stream_started", {"stream": stream}, context="")
@@ -392,6 +402,9 @@ class StreamHooks:
 
     def _describe(self, plugin_name: str) -> str:
         info = self._infos.get(plugin_name)
+        if info is None and plugin_name in self._unnamed:
+            info = PluginInfo(name=plugin_name, package=package_of(self._unnamed[plugin_name]))
+            self._infos[plugin_name] = info
         return info.describe() if info else f"plugin {plugin_name!r}"
 
     def _record(self, message: str, exc: BaseException) -> None:
