@@ -17,6 +17,7 @@ class Sizes:
     throughput_n: int
     parallel_levels: tuple[int, ...]
     cost_n: dict[int, int]  # output bytes per result -> results in the stream
+    cost_rounds: int  # CPU differences of ~10 µs need more rounds than wall times
     stream_counts: tuple[int, ...]
     per_stream: int
     large_mib: tuple[int, ...]
@@ -35,6 +36,7 @@ MODES: dict[str, Sizes] = {
         throughput_n=2000,
         parallel_levels=(2, 4),
         cost_n={100: 2000, 10 * 1024: 1000, 256 * 1024: 200},
+        cost_rounds=5,
         stream_counts=(100, 500, 1000),
         per_stream=5,
         large_mib=(1, 16, 64),
@@ -50,6 +52,7 @@ MODES: dict[str, Sizes] = {
         throughput_n=300,
         parallel_levels=(2, 4),
         cost_n={100: 500, 10 * 1024: 300, 256 * 1024: 50},
+        cost_rounds=3,
         stream_counts=(100, 1000),
         per_stream=5,
         large_mib=(1, 16),
@@ -66,6 +69,7 @@ MODES: dict[str, Sizes] = {
         throughput_n=40,
         parallel_levels=(4,),
         cost_n={100: 40, 256 * 1024: 5},
+        cost_rounds=1,
         stream_counts=(10, 30),
         per_stream=5,
         large_mib=(1,),

@@ -37,11 +37,11 @@ def run(ctx: Context) -> ScenarioResult:
             path = os.path.join(ctx.workdir, f"payload-{size}")
             with open(path, "wb") as handle:
                 handle.write(b"x" * size)
-            ctx.log(f"client cost: {sizes.rounds} round(s) of {n} results of {_label(size)}")
+            ctx.log(f"client cost: {sizes.cost_rounds} round(s) of {n} results of {_label(size)}")
             out = run_worker(
                 "client_cost",
                 {"target": server.target, "n": n, "cmd": f"cat {path}",
-                 "max_receive_bytes": cap * 2, "rounds": sizes.rounds},
+                 "max_receive_bytes": cap * 2, "rounds": sizes.cost_rounds},
                 timeout=900,
             )  # fmt: skip
             if out["problems"]:
@@ -70,7 +70,7 @@ def run(ctx: Context) -> ScenarioResult:
                 )
             )
             result.notes.append(
-                f"{_label(size)}: {n} results per stream, {sizes.rounds} round(s); engine "
+                f"{_label(size)}: {n} results per stream, {sizes.cost_rounds} round(s); engine "
                 f"{spread(ours)} µs/result, bare gRPC {spread(base)} µs/result"
             )
     result.notes.insert(
