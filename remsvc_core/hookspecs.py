@@ -17,8 +17,11 @@ names (pluggy passes them by name), so ``def remsvc_result(result)`` is fine.
 
 Making a plugin active
     * install a package that declares an entry point in the group ``remsvc.plugins``
-      (``[project.entry-points."remsvc.plugins"] myplugin = "mypkg.plugin"``); it is
-      loaded the first time a stream runs in the process;
+      (``[project.entry-points."remsvc.plugins"] myplugin = "mypkg.plugin"``, naming
+      a module, an object, or a class that is instantiated without arguments); it is
+      loaded the first time a stream runs in the process, and one that fails to
+      import is reported (:func:`remsvc_core.plugins.plugin_load_errors` and every
+      outcome's ``plugin_errors``) without keeping the others out;
     * or call :func:`remsvc_core.plugins.register_plugin` with the object;
     * or pass it for one stream only: ``run_commands(..., hooks=[FailFast()])``.
 
@@ -34,8 +37,11 @@ How hooks are called
       :func:`remsvc_result`, see there.
     * Implementations run in pluggy's order: the most recently registered first,
       ``tryfirst``/``trylast`` respected. Wrappers (``wrapper=True`` /
-      ``hookwrapper=True``) are not supported and are reported as plugin errors.
-    * Return values are ignored, with no exception: hooks observe, they do not steer.
+      ``hookwrapper=True``) are not supported: such a plugin is refused when it is
+      registered (:class:`~remsvc_core.plugins.PluginError`), as is one that implements
+      no hook, a misspelled hook, or a hook with arguments its specification lacks.
+    * Return values are ignored: hooks observe a stream, they do not steer it (except
+      by raising :class:`~remsvc_core.errors.StopStream`).
     * The objects passed in are frozen dataclasses (:class:`StreamInfo`,
       :class:`~remsvc_core.results.CommandResult`,
       :class:`~remsvc_core.results.UnexpectedResponse`) except the
