@@ -21,30 +21,42 @@ from typing import Any
 
 import pytest
 
-if "airflow.settings" in sys.modules:  # pragma: no cover - guards the session setup
-    raise RuntimeError(
-        "Airflow was imported before tests/provider/conftest.py could point it at a "
-        "throw-away AIRFLOW_HOME; run tests/provider in a pytest process of its own"
-    )
+_HOME_PREFIX = "remsvc-airflow-"
 
-AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="remsvc-airflow-"))
-DAGS_FOLDER = AIRFLOW_HOME / "dags"
-DAGS_FOLDER.mkdir()
-DB_PATH = AIRFLOW_HOME / "airflow.db"
+
+def _prepare_airflow_home() -> Path:
+    home = os.environ.get("AIRFLOW_HOME", "")
+    if os.path.basename(home).startswith(_HOME_PREFIX) and os.path.isdir(home):
+        return Path(home)  # already set up by another suite's conftest in this session
+    if "airflow.settings" in sys.modules:  # pragma: no cover - guards the session setup
+        raise RuntimeError(
+            "Airflow was imported before tests/provider/conftest.py could point it at a "
+            "throw-away AIRFLOW_HOME; run tests/provider in a pytest process of its own"
+        )
+    root = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
+    (root / "dags").mkdir()
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(root),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        }
+    )
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+AIRFLOW_HOME = _prepare_airflow_home()
 # grpc reads this once, the first time a TLS channel needs the "system" trust store;
 # the session CA is copied here so the original's "TLS with system trust store"
 # connection form can be tested without touching the host's real store.
-SYSTEM_ROOTS = AIRFLOW_HOME / "system-roots.pem"
-AIRFLOW_ENV = {
-    "AIRFLOW_HOME": str(AIRFLOW_HOME),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{DB_PATH}",
-    "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-    "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(SYSTEM_ROOTS),
-}
-os.environ.update(AIRFLOW_ENV)
-atexit.register(shutil.rmtree, AIRFLOW_HOME, ignore_errors=True)
+SYSTEM_ROOTS = Path(
+    os.environ.setdefault(
+        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(AIRFLOW_HOME / "system-roots.pem")
+    )
+)
 
 from airflow_runs import DENIED_MARKER, IDENTITY, OTHER_TOKEN, TOKEN, tls_uri  # noqa: E402
 
@@ -52,12 +64,15 @@ from airflow_runs import DENIED_MARKER, IDENTITY, OTHER_TOKEN, TOKEN, tls_uri  #
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Create the metadata database once and register the dags-folder bundle."""
+    from airflow import settings
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.utils import db
 
     db.initdb()
     DagBundlesManager().sync_bundles_to_db()
-    return DB_PATH
+    url = str(settings.engine.url)
+    assert url.startswith("sqlite:///"), f"the provider tests expect sqlite, got {url}"
+    return Path(url.removeprefix("sqlite:///"))
 
 
 @pytest.fixture(scope="session")
