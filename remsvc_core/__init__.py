@@ -36,6 +36,8 @@ _EXPORTS = {
     # plugins and handlers
     "hookimpl": "remsvc_core.hookspecs",
     "register_plugin": "remsvc_core.plugins",
+    "PluginError": "remsvc_core.plugins",
+    "StreamInfo": "remsvc_core.hookspecs",
     "resolve_handler": "remsvc_core.handlers",
     "list_handlers": "remsvc_core.handlers",
     # the reference server
@@ -73,89 +75,53 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from remsvc_core.commands import (
         Command as Command,
-    )
-    from remsvc_core.commands import (
         validate_commands as validate_commands,
     )
     from remsvc_core.connection import (
         settings_from_fields as settings_from_fields,
-    )
-    from remsvc_core.connection import (
         settings_from_uri as settings_from_uri,
     )
     from remsvc_core.engine import (
         RetryPolicy as RetryPolicy,
-    )
-    from remsvc_core.engine import (
         run_commands as run_commands,
-    )
-    from remsvc_core.engine import (
         run_commands_sync as run_commands_sync,
     )
     from remsvc_core.errors import (
         CommandValidationError as CommandValidationError,
-    )
-    from remsvc_core.errors import (
         HandlerError as HandlerError,
-    )
-    from remsvc_core.errors import (
         HandlerNotFoundError as HandlerNotFoundError,
-    )
-    from remsvc_core.errors import (
         RemSvcError as RemSvcError,
-    )
-    from remsvc_core.errors import (
         ServerConfigError as ServerConfigError,
-    )
-    from remsvc_core.errors import (
         SettingsError as SettingsError,
-    )
-    from remsvc_core.errors import (
         StopStream as StopStream,
-    )
-    from remsvc_core.errors import (
         StreamError as StreamError,
     )
     from remsvc_core.handlers import (
         HandlerInfo as HandlerInfo,
-    )
-    from remsvc_core.handlers import (
         ResultPipeline as ResultPipeline,
-    )
-    from remsvc_core.handlers import (
         list_handlers as list_handlers,
-    )
-    from remsvc_core.handlers import (
         resolve_handler as resolve_handler,
     )
     from remsvc_core.hashing import (
         command_hash as command_hash,
     )
     from remsvc_core.hookspecs import (
+        StreamInfo as StreamInfo,
         hookimpl as hookimpl,
     )
     from remsvc_core.plugins import (
+        PluginError as PluginError,
         register_plugin as register_plugin,
     )
     from remsvc_core.probes import (
         get_status as get_status,
-    )
-    from remsvc_core.probes import (
         get_status_sync as get_status_sync,
-    )
-    from remsvc_core.probes import (
         ping as ping,
-    )
-    from remsvc_core.probes import (
         ping_sync as ping_sync,
     )
     from remsvc_core.results import (
         CommandResult as CommandResult,
-    )
-    from remsvc_core.results import (
         StreamOutcome as StreamOutcome,
-    )
-    from remsvc_core.results import (
         UnexpectedResponse as UnexpectedResponse,
     )
     from remsvc_core.secret import (

@@ -15,8 +15,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 try:
-    from remsvc_core._proto import RemSvc_pb2 as pb
-    from remsvc_core._proto import RemSvc_pb2_grpc as pb_grpc
+    from remsvc_core._proto import RemSvc_pb2 as pb, RemSvc_pb2_grpc as pb_grpc
 except ImportError as exc:  # pragma: no cover - only in a checkout that was never built
     raise ImportError(
         "remsvc's gRPC stubs are missing: they are generated when the package is built. "
