@@ -75,7 +75,7 @@ class UnexpectedResponse:
     """
 
     tid: int
-    reason: str  # "duplicate" or "unknown"
+    reason: str  # "duplicate", "unknown", or "malformed" (tid 0: bytes that are no RemResMsg)
     rc: int
     out: str
     err: str
