@@ -93,9 +93,7 @@ def _validate_one(index: int, item: CommandInput, default_src: str) -> Command:
         raise CommandValidationError(f"{where} has no 'cmd'; every command needs one")
     cmd = item["cmd"]
     if not isinstance(cmd, str):
-        raise CommandValidationError(
-            f"{where}.cmd must be a string, got {type(cmd).__name__}"
-        )
+        raise CommandValidationError(f"{where}.cmd must be a string, got {type(cmd).__name__}")
     if not cmd.strip():
         raise CommandValidationError(
             f"{where}.cmd is blank; give the command line to run or remove the entry"
@@ -115,7 +113,5 @@ def _optional_text(item: Mapping[str, Any], key: str, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise CommandValidationError(
-            f"{where}.{key} must be a string, got {type(value).__name__}"
-        )
+        raise CommandValidationError(f"{where}.{key} must be a string, got {type(value).__name__}")
     return value
