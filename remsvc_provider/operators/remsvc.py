@@ -96,13 +96,14 @@ class RemSvcOperator(BaseOperator):
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
-        """Like ``BaseOperator.partial``, checking the static arguments at parse time too."""
+        """Like ``BaseOperator.partial``, checking the static arguments at parse time too.
+
+        Only what is given here is checked; what ``expand()`` maps over is checked when
+        each mapped task instance runs.
+        """
+        checked = ("commands", "stream_timeout", "metadata", "result_handler")
         check_static_arguments(
-            task_id=kwargs.get("task_id", "?"),
-            commands=kwargs.get("commands"),
-            stream_timeout=kwargs.get("stream_timeout", 3600.0),
-            metadata=kwargs.get("metadata"),
-            result_handler=kwargs.get("result_handler"),
+            task_id=kwargs.get("task_id", "?"), **{k: kwargs[k] for k in checked if k in kwargs}
         )
         return super().partial(**kwargs)
 
@@ -191,6 +192,9 @@ class RemSvcOperator(BaseOperator):
         raise AirflowException(message)
 
     def _push(self, context: Any, state: str, results: Any, error_msg: str | None) -> None:
+        """Push the failure's XCom ourselves: a task that raises returns nothing."""
+        if not self.do_xcom_push:
+            return
         payload = {"state": state, "results": results, "error_msg": error_msg}
         context["ti"].xcom_push(key="return_value", value=payload)
 
@@ -215,13 +219,16 @@ class RemSvcOperator(BaseOperator):
             raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
 
 
+_NOT_GIVEN: Any = object()
+
+
 def check_static_arguments(
     *,
     task_id: str,
-    commands: Any,
-    stream_timeout: Any,
-    metadata: Any,
-    result_handler: Any,
+    commands: Any = _NOT_GIVEN,
+    stream_timeout: Any = 3600.0,
+    metadata: Any = None,
+    result_handler: Any = None,
 ) -> ResultPipeline:
     """Check what can be checked before templating; return the resolved pipeline.
 
@@ -229,19 +236,25 @@ def check_static_arguments(
     after templating, in ``execute``.
     """
     try:
-        if not isinstance(stream_timeout, (int, float)) or isinstance(stream_timeout, bool):
-            raise SettingsError(
-                f"stream_timeout must be a number of seconds, got {type(stream_timeout).__name__}"
-            )
-        if not math.isfinite(stream_timeout) or stream_timeout <= 0:
-            raise SettingsError(f"stream_timeout must be a positive number, got {stream_timeout}")
-        if is_static(commands):
+        check_stream_timeout(stream_timeout)
+        if commands is not _NOT_GIVEN and is_static(commands):
             validate_commands(commands)
         if is_static(metadata):
             check_metadata(metadata)
         return resolve_handler(result_handler)
     except RemSvcError as exc:
         raise AirflowException(f"RemSvc task {task_id!r}: {exc}") from exc
+
+
+def check_stream_timeout(stream_timeout: Any) -> None:
+    if not isinstance(stream_timeout, (int, float)) or isinstance(stream_timeout, bool):
+        if not is_static(stream_timeout):
+            return  # mapped or templated: the engine checks the value it gets
+        raise SettingsError(
+            f"stream_timeout must be a number of seconds, got {type(stream_timeout).__name__}"
+        )
+    if not math.isfinite(stream_timeout) or stream_timeout <= 0:
+        raise SettingsError(f"stream_timeout must be a positive number, got {stream_timeout}")
 
 
 def check_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:

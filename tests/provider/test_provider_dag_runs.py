@@ -443,3 +443,20 @@ def test_deferrable_false_with_unusable_settings_reports_and_fails(
     assert TOKEN not in pushed["error_msg"]
     (ti,) = dag_run.get_task_instances()
     assert ti.try_number == 1  # a settings mistake is not retried
+
+
+def test_mapping_over_commands(tls_conn: str) -> None:
+    from remsvc_provider.operators.remsvc import RemSvcOperator
+
+    def build() -> None:
+        RemSvcOperator.partial(task_id="batches", result_handler="sorted").expand(
+            commands=[["echo a1", "echo a2"], [{"cmd": "echo b1"}]]
+        )
+
+    dag_run = run_dag(make_dag("rs_map_commands", build))
+
+    assert task_states(dag_run) == {"batches[0]": "success", "batches[1]": "success"}
+    first = xcom_value(dag_run, "batches", map_index=0)["results"]
+    second = xcom_value(dag_run, "batches", map_index=1)["results"]
+    assert [row["out"] for row in first] == ["a1\n", "a2\n"]
+    assert [row["out"] for row in second] == ["b1\n"]

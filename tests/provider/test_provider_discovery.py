@@ -15,8 +15,7 @@ from unittest import mock
 import pytest
 from airflow_runs import TOKEN, tls_uri
 
-from remsvc_provider import _connection_form as form
-from remsvc_provider import get_provider_info
+from remsvc_provider import _connection_form as form, get_provider_info
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
 
