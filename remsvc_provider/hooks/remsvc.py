@@ -24,11 +24,7 @@ from remsvc_provider._redact import redact, scrub_outcome
 
 # Standard connection fields this connection type has no use for. Setting one is a
 # mistake (most likely a token typed into Password), so it is refused, not ignored.
-_UNUSED_FIELDS = {
-    "login": "login",
-    "password": "password",
-    "schema": "schema",
-}
+_UNUSED_FIELDS = ("login", "password", "schema")
 
 
 class RemSvcHook(BaseHook):
@@ -70,12 +66,16 @@ class RemSvcHook(BaseHook):
         prefixes. Anything that cannot be honoured raises :class:`SettingsError`.
         """
         conn_id = getattr(conn, "conn_id", None) or "?"
-        used = [name for attr, name in _UNUSED_FIELDS.items() if getattr(conn, attr, None)]
+        used = [name for name in _UNUSED_FIELDS if getattr(conn, name, None)]
         if used:
+            hint = (
+                "; a bearer token goes in the extra field 'bearer_token', not the password"
+                if "password" in used
+                else ""
+            )
             raise SettingsError(
                 f"connection {conn_id!r} sets {', '.join(used)}, which a remsvc connection "
-                "does not use; clear it, and put a bearer token in the extra field "
-                "'bearer_token' instead of the password"
+                f"does not use; clear {'them' if len(used) > 1 else 'it'}{hint}"
             )
         try:
             return settings_from_fields(conn.host, conn.port, conn.extra, metadata=metadata)
