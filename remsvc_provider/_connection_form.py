@@ -100,6 +100,10 @@ def conn_fields() -> dict[str, Any]:
             schema = {"type": ["string", "null"], "format": "password"}
         else:
             schema = {"type": ["string", "null"]}
+        if f.placeholder:
+            # JSON Schema's own way to show a sample value; ui-field-behaviour carries
+            # the same text as the field's placeholder.
+            schema["examples"] = [f.placeholder]
         fields[f.name] = {"label": f.label, "description": f.description, "schema": schema}
     return fields
 

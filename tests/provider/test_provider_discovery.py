@@ -47,6 +47,12 @@ def test_provider_info_matches_airflows_schema() -> None:
     schema = json.loads(schema_path.read_text())
 
     jsonschema.validate(get_provider_info(), schema)
+    # The declarative form (conn-fields, ui-field-behaviour) is described by the
+    # provider.yaml schema that Airflow 3.2+ ships.
+    yaml_schema = json.loads(schema_path.with_name("provider.yaml.schema.json").read_text())
+    jsonschema.validate(
+        get_provider_info()["connection-types"], yaml_schema["properties"]["connection-types"]
+    )
 
 
 def test_form_offers_exactly_the_settings_the_parser_knows() -> None:
@@ -95,6 +101,7 @@ def test_ui_metadata_the_api_server_serves() -> None:
     assert extra["bearer_token"]["schema"]["format"] == "password"
     assert extra["client_cert_path"]["schema"]["title"] == "Client certificate path (mutual TLS)"
     assert all(field["description"] for field in extra.values())
+    assert extra["ca_cert_path"]["schema"]["examples"] == ["/etc/ssl/remsvc-ca.pem"]
 
 
 @pytest.fixture
