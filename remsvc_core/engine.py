@@ -164,6 +164,8 @@ def _status_of(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
 # INTERNAL instead of PERMISSION_DENIED.
 _SYNTHETIC_INTERNAL = ("INTERNAL", "Internal error from Core")
 _REAL_STATUS_POLLS = 50
+# Responses Core already holds arrive at once; this only bounds a transport gone quiet.
+_DRAIN_WAIT_S = 2.0
 _REAL_STATUS_POLL_S = 0.02
 
 
@@ -470,7 +472,35 @@ class _Stream:
             code = await call.code()
             return (code.name if code is not None else "UNKNOWN"), (await call.details() or "")
         except grpc.aio.AioRpcError as exc:
-            return _status_of(exc)
+            status = _status_of(exc)
+            if status == _SYNTHETIC_INTERNAL:
+                stop = await self._drain_buffered(call)
+                if stop is not None:
+                    return CANCELLED, stop
+            return status
+
+    async def _drain_buffered(self, call: Any) -> str | None:
+        """Accept the responses Core still holds after grpc.aio failed the call locally.
+
+        A write pending as the server ends the stream makes grpc.aio mark the call done
+        with the synthetic INTERNAL status, and ``read()`` then returns nothing more,
+        although the server sent (and Core received) further responses before its
+        status. The call's own reader still returns them, then EOF; without this, about
+        half the streams ended that way lost results (tests/reliability).
+        """
+        read = getattr(call, "_read", None)  # grpc.aio internals; absent -> nothing to do
+        if read is None:
+            return None
+        while True:
+            try:
+                response = await asyncio.wait_for(read(), _DRAIN_WAIT_S)
+            except (grpc.aio.AioRpcError, asyncio.TimeoutError):
+                return None
+            if response is _EOF:
+                return None
+            stop = self._accept(response, self.loop.time())
+            if stop is not None:
+                return stop
 
     def _accept(self, response: wire.RawResponse | _Malformed | None, now: float) -> str | None:
         """Record one response and call its hooks; returns why to stop, if a plugin said so."""

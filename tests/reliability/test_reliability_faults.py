@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from abrupt_server import DETAILS as ABORT_DETAILS, AbruptServer
 from fault_proxy import FaultProxy
 from reliability_checks import Arrivals, check_nothing_lost, executions, free_port, recorded
 
@@ -336,3 +337,29 @@ async def test_every_misbehaviour_at_once_then_the_call_fails(misbehaving, figur
     assert "no result for tid(s) 4, 5, 6" in failure
     assert "3 of 6 result(s) arrived and are kept" in failure
     check_nothing_lost(outcome, arrivals, figures)
+
+
+# -- responses buffered when grpc.aio fails the call from a pending write -----------------
+
+
+@pytest.mark.parametrize("answered", [3, 10])
+async def test_responses_sent_just_before_an_abort_are_kept(figures, answered):
+    """Regression: the engine stopped reading once grpc.aio marked the call failed.
+
+    A write still pending as the server ends the stream makes grpc.aio set INTERNAL
+    "Internal error from Core" on the call; ``read()`` then refuses to return the
+    responses gRPC Core had already received. Before the engine drained them, about
+    half of these streams lost some of the answered results.
+    """
+    commands = [f"echo {n}" for n in range(1, 301)]  # still being written at the abort
+    with AbruptServer(answer=answered) as server:
+        for _ in range(20):
+            arrivals = Arrivals()
+            outcome = await run_commands(
+                commands, server.settings(), stream_timeout=20, hooks=[arrivals]
+            )
+            figures.fault("abort with a write pending")
+            figures.lost(answered, answered - len(outcome.results))
+            assert sorted(outcome.results) == list(range(1, answered + 1)), outcome.status_details
+            assert (outcome.status_code, outcome.status_details) == ("INTERNAL", ABORT_DETAILS)
+            check_nothing_lost(outcome, arrivals, figures)
