@@ -11,6 +11,10 @@ triggerer stops, the run is cancelled, which cancels the gRPC call; the referenc
 server then kills the command that is running. A triggerer that dies mid-stream
 hands the trigger to another triggerer, which runs the whole batch again: commands
 run *at least once*, not exactly once.
+
+There is no ``cleanup()``: the trigger owns nothing. The engine shares one channel
+per server and event loop among all triggers of a triggerer, so closing it when one
+trigger ends would break the others; cancelling ``run()`` is what stops a stream.
 """
 
 from __future__ import annotations
