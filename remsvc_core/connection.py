@@ -9,6 +9,7 @@ extra field literally named ``extra`` holding a JSON string.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -28,6 +29,10 @@ EXTRA_FIELDS = (
 )
 # Airflow 2-style form fields were stored with this prefix; accept them as aliases.
 _LEGACY_PREFIX = f"extra__{CONN_TYPE}__"
+_PERCENT_ENCODE_HINT = (
+    "in a connection URI, percent-encode values that contain & = + or # (urllib.parse.quote)"
+)
+_SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -47,15 +52,16 @@ def flatten_extras(extras: Mapping[str, Any] | str | None) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in extras.items():
         if key in ("extra", "__extra__"):
-            nested = _load_json(value, f"extra field {key!r}") if isinstance(value, str) else value
+            nested = (
+                _load_json(value, f"extra field {key!r}", hint=_PERCENT_ENCODE_HINT)
+                if isinstance(value, str)
+                else value
+            )
             flat.update(flatten_extras(nested))
             continue
         name = key[len(_LEGACY_PREFIX) :] if key.startswith(_LEGACY_PREFIX) else key
         if name not in EXTRA_FIELDS:
-            raise SettingsError(
-                f"unknown RemSvc connection setting {key!r}; known settings are "
-                f"{', '.join(EXTRA_FIELDS)}"
-            )
+            raise SettingsError(_unknown_setting_message(key))
         if value is None or value == "":
             continue
         flat[name] = value
@@ -116,6 +122,19 @@ def settings_from_uri(uri: str, **overrides: Any) -> ChannelSettings:
     return settings_from_fields(unquote(parts.hostname or ""), port, extras, **overrides)
 
 
+def _unknown_setting_message(key: Any) -> str:
+    known = ", ".join(EXTRA_FIELDS)
+    if isinstance(key, str) and _SETTING_NAME.fullmatch(key):
+        return f"unknown RemSvc connection setting {key!r}; known settings are {known}"
+    # A key like 'c"}' is a fragment of a value split at an unencoded '&' in a URI,
+    # and that value may be a token: never echo it.
+    return (
+        "the connection has a setting whose name is not a valid identifier, probably part "
+        f"of a value split at an unencoded '&' or '='; {_PERCENT_ENCODE_HINT}. "
+        f"Known settings are {known}"
+    )
+
+
 def parse_bool(value: Any, name: str) -> bool:
     if isinstance(value, bool):
         return value
@@ -150,9 +169,12 @@ def _host_for_target(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _load_json(text: str, what: str) -> Any:
+def _load_json(text: str, what: str, hint: str = "") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         # Never echo the text: it may hold a bearer token.
-        raise SettingsError(f"{what} is not valid JSON ({exc.msg} at position {exc.pos})") from None
+        raise SettingsError(
+            f"{what} is not valid JSON ({exc.msg} at position {exc.pos})"
+            + (f"; {hint}" if hint else "")
+        ) from None

@@ -93,3 +93,18 @@ def test_bad_host_and_port(host: str, port: object, message: str) -> None:
 def test_wrong_scheme_is_refused() -> None:
     with pytest.raises(SettingsError, match="must start with remsvc://"):
         settings_from_uri("grpc://h:1")
+
+
+@pytest.mark.parametrize(
+    "extras",
+    [
+        # What Airflow's query parsing makes of ?extra={"bearer_token":"tok-a&SECRETPART"}
+        {"extra": '{"bearer_token":"tok-a', 'SECRETPART"}': ""},
+        {'SECRETPART"}': "", "extra": '{"bearer_token":"tok-a'},
+    ],
+)
+def test_token_split_by_an_unencoded_ampersand_is_not_echoed(extras: dict) -> None:
+    with pytest.raises(SettingsError, match="percent-encode") as info:
+        settings_from_fields("h", 1, extras)
+    assert "SECRETPART" not in str(info.value)
+    assert "tok-a" not in str(info.value)
