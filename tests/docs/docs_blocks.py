@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+REPO = Path(__file__).resolve().parents[2]
+DOCS = REPO / "docs"
 
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 
@@ -34,7 +35,7 @@ _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$"
 class Block:
     """One fenced code block: where it is, its language, its tags and its text."""
 
-    doc: str
+    doc: str  # the path relative to docs/ (or to the repository, for README.md)
     line: int  # 1-based line of the opening fence
     lang: str
     tags: tuple[str, ...]
@@ -42,7 +43,8 @@ class Block:
 
     @property
     def where(self) -> str:
-        return f"docs/{self.doc}:{self.line}"
+        prefix = "" if self.doc == "README.md" else "docs/"
+        return f"{prefix}{self.doc}:{self.line}"
 
     @property
     def path(self) -> str | None:
@@ -56,9 +58,15 @@ class Block:
         return tag in self.tags
 
 
-def blocks(doc: str) -> list[Block]:
-    """Every fenced block of ``docs/<doc>``, in document order."""
-    lines = (DOCS / doc).read_text(encoding="utf-8").splitlines()
+def blocks(doc: str, *, section: str | None = None) -> list[Block]:
+    """Every fenced block of ``docs/<doc>`` (or of README.md), in document order.
+
+    With ``section``, only the blocks under the heading with exactly that text, up to
+    the next heading of the same or a higher level.
+    """
+    path = REPO / doc if doc == "README.md" else DOCS / doc
+    lines = path.read_text(encoding="utf-8").splitlines()
+    first, last = _section_span(lines, section) if section else (0, len(lines))
     found: list[Block] = []
     index = 0
     while index < len(lines):
@@ -77,6 +85,8 @@ def blocks(doc: str) -> list[Block]:
         if index >= len(lines):
             raise AssertionError(f"docs/{doc}:{start + 1}: code fence is never closed")
         index += 1
+        if not first <= start < last:
+            continue
         found.append(
             Block(
                 doc=doc,
@@ -87,6 +97,29 @@ def blocks(doc: str) -> list[Block]:
             )
         )
     return found
+
+
+def _section_span(lines: list[str], heading: str) -> tuple[int, int]:
+    """Line range [first, last) of the section under ``heading`` (e.g. "## A tour")."""
+    level = len(heading) - len(heading.lstrip("#"))
+    start = next((i for i, line in enumerate(lines) if line.strip() == heading), None)
+    if start is None:
+        raise LookupError(heading)
+    fence: str | None = None
+    for index in range(start + 1, len(lines)):
+        line = lines[index]
+        match = _FENCE.match(line)
+        if fence is None and match is not None:
+            fence = match["fence"]
+            continue
+        if fence is not None:
+            if _closes(line, fence):
+                fence = None
+            continue
+        hashes = len(line) - len(line.lstrip("#"))
+        if 0 < hashes <= level and line[hashes : hashes + 1] == " ":
+            return start, index
+    return start, len(lines)
 
 
 def _closes(line: str, fence: str) -> bool:

@@ -1,4 +1,5 @@
-"""Every example in the analysts' guide, the CLI reference and the architecture page runs.
+"""Every example in the index, the analysts' guide, the CLI reference and the architecture
+page runs.
 
 Python blocks of a page run in order in one fresh interpreter (one namespace, like a
 reader pasting them into a session); shell blocks run one by one with
@@ -12,7 +13,7 @@ import pytest
 from docs_blocks import SHELL_LANGS, blocks, check_no_run, of_lang
 from docs_site import Site
 
-CLIENT_DOCS = ("analysts.md", "cli.md")
+CLIENT_DOCS = ("index.md", "analysts.md", "cli.md")
 
 
 @pytest.mark.parametrize("doc", CLIENT_DOCS)
@@ -27,7 +28,7 @@ def test_shell_examples_run(doc: str, client_site: Site) -> None:
             client_site.run_shell(block)
 
 
-@pytest.mark.parametrize("doc", ["analysts.md", "architecture.md"])
+@pytest.mark.parametrize("doc", ["index.md", "analysts.md", "architecture.md"])
 def test_python_examples_run(doc: str, client_site: Site) -> None:
     python = of_lang(blocks(doc), "python")
     assert python, f"docs/{doc} has no python examples"
@@ -38,7 +39,7 @@ def test_python_examples_run(doc: str, client_site: Site) -> None:
 
 @pytest.mark.parametrize(
     ("doc", "also_allowed"),
-    [("analysts.md", ()), ("cli.md", ()), ("architecture.md", ("text",))],
+    [("index.md", ()), ("analysts.md", ()), ("cli.md", ()), ("architecture.md", ("text",))],
 )
 def test_every_block_is_an_example_that_runs(doc: str, also_allowed: tuple[str, ...]) -> None:
     """No block slips through: each is shell or python (both run), or a diagram."""
