@@ -51,12 +51,11 @@ def _prepare_airflow_home() -> Path:
 AIRFLOW_HOME = _prepare_airflow_home()
 # grpc reads this once, the first time a TLS channel needs the "system" trust store;
 # the session CA is copied here so the original's "TLS with system trust store"
-# connection form can be tested without touching the host's real store.
-SYSTEM_ROOTS = Path(
-    os.environ.setdefault(
-        "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH", str(AIRFLOW_HOME / "system-roots.pem")
-    )
-)
+# connection form can be tested without touching the host's real store. Always
+# override: hosts often export this variable pointing at the real system bundle,
+# and copying the test CA there would replace the machine's trust store.
+SYSTEM_ROOTS = AIRFLOW_HOME / "system-roots.pem"
+os.environ["GRPC_DEFAULT_SSL_ROOTS_FILE_PATH"] = str(SYSTEM_ROOTS)
 
 from airflow_runs import DENIED_MARKER, IDENTITY, OTHER_TOKEN, TOKEN, tls_uri  # noqa: E402
 
@@ -77,6 +76,7 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def system_roots(tls_files: Any) -> Path:
+    assert SYSTEM_ROOTS.parent == AIRFLOW_HOME, "never write a trust store outside the test home"
     shutil.copyfile(tls_files.ca_cert, SYSTEM_ROOTS)
     return SYSTEM_ROOTS
 
