@@ -47,7 +47,7 @@ def anchors(path: Path) -> set[str]:
 
 def _base(page: Path) -> Path:
     # The README tour proposal is written for README.md, at the repository root.
-    return REPO if page.name in ("README.md", "_readme_tour.md") else page.parent
+    return REPO if page.name == "README.md" else page.parent
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
@@ -77,5 +77,5 @@ def test_slugs_follow_github() -> None:
 def test_index_links_every_page() -> None:
     index = _prose(DOCS / "index.md")
     for page in DOCS.glob("*.md"):
-        if page.name not in ("index.md", "_readme_tour.md"):
+        if page.name != "index.md":
             assert f"({page.name})" in index, f"docs/index.md does not link {page.name}"

@@ -1,8 +1,7 @@
 """The README tour runs: its python and shell examples, its INI file, its entry point.
 
-The tour is proposed in docs/_readme_tour.md and merged into README.md by the lead;
-these tests read README.md's "## A tour" section once it exists there, and the
-proposal until then.
+These tests read README.md's "## A tour" section, so the README cannot show an
+example that does not run.
 """
 
 from __future__ import annotations
@@ -21,10 +20,8 @@ HEADING = "## A tour"
 
 
 def tour() -> list[Block]:
-    readme = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
-    source = "README.md" if HEADING in readme else "_readme_tour.md"
-    found = blocks(source, section=HEADING)
-    assert found, f"no code blocks under {HEADING!r} in {source}"
+    found = blocks("README.md", section=HEADING)
+    assert found, f"no code blocks under {HEADING!r} in README.md"
     return found
 
 
@@ -83,6 +80,6 @@ def test_tour_entry_point_names_a_function_the_tour_defines() -> None:
 
 
 @pytest.mark.parametrize("heading", ["## A tour", "## What you get"])
-def test_proposal_has_the_sections_the_lead_merges(heading: str) -> None:
-    lines = (REPO / "docs" / "_readme_tour.md").read_text(encoding="utf-8").splitlines()
+def test_readme_has_the_tour_sections(heading: str) -> None:
+    lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     assert heading in lines
