@@ -346,9 +346,9 @@ def parse_config(
         except ValueError:
             number = None
         if number is None or number < low or (high is not None and number > high):
-            limit = f"{low}..{high}" if high is not None else f">= {low}"
+            limit = f"from {low} to {high}" if high is not None else f">= {low}"
             raise ServerConfigError(
-                f"{where(section, spelled)}: {value!r} is not a whole number in {limit}"
+                f"{where(section, spelled)}: {value!r} is not a whole number {limit}"
             )
         return number
 
