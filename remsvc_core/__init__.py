@@ -29,6 +29,7 @@ _EXPORTS = {
     "RetryPolicy": "remsvc_core.engine",
     "run_commands": "remsvc_core.engine",
     "run_commands_sync": "remsvc_core.engine",
+    "close_channels": "remsvc_core.channels",
     "ping": "remsvc_core.probes",
     "ping_sync": "remsvc_core.probes",
     "get_status": "remsvc_core.probes",
@@ -73,6 +74,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from remsvc_core.channels import close_channels as close_channels
     from remsvc_core.commands import (
         Command as Command,
         validate_commands as validate_commands,

@@ -344,7 +344,12 @@ class StreamHooks:
         for index, plugin in enumerate(extra):
             if self._manager.is_registered(plugin):
                 continue  # also registered process-wide; one call per event is enough
-            name = f"hooks[{index}]:{self._manager.get_canonical_name(plugin)}"
+            # The class (or module) name says which plugin it is; pluggy's canonical
+            # name for an instance is only its id().
+            kind = plugin.__name__ if isinstance(plugin, type) else type(plugin).__qualname__
+            if type(plugin).__name__ == "module":
+                kind = getattr(plugin, "__name__", kind)
+            name = f"hooks[{index}]:{kind}"
             _register_checked(self._manager, plugin, name)
             self._unnamed[name] = plugin
 

@@ -123,7 +123,7 @@ async def test_stop_stream_ends_the_stream_on_purpose(remsvc_server, recorder: R
     )
 
     assert outcome.status_code == "CANCELLED"
-    assert "stopped by plugin 'hooks[1]:" in outcome.status_details
+    assert "stopped by plugin 'hooks[1]:FailFast'" in outcome.status_details
     assert "at tid 2: tid 2 looked wrong" in outcome.status_details
     assert sorted(outcome.results) == [1, 2]
     assert outcome.missing_tids == [3, 4]
