@@ -346,7 +346,7 @@ class StreamHooks:
                 continue  # also registered process-wide; one call per event is enough
             # The class (or module) name says which plugin it is; pluggy's canonical
             # name for an instance is only its id().
-            kind = plugin.__name__ if isinstance(plugin, type) else type(plugin).__qualname__
+            kind = plugin.__name__ if isinstance(plugin, type) else type(plugin).__name__
             if type(plugin).__name__ == "module":
                 kind = getattr(plugin, "__name__", kind)
             name = f"hooks[{index}]:{kind}"
