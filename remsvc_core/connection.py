@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from remsvc_core.errors import SettingsError
 from remsvc_core.secret import Secret
-from remsvc_core.settings import DEFAULT_PORT, ChannelSettings
+from remsvc_core.settings import DEFAULT_MAX_RECEIVE_BYTES, DEFAULT_PORT, ChannelSettings
 
 CONN_TYPE = "remsvc"
 EXTRA_FIELDS = (
@@ -26,6 +26,7 @@ EXTRA_FIELDS = (
     "client_key_path",
     "tls_server_name",
     "bearer_token",
+    "max_receive_mb",
 )
 # Airflow 2-style form fields were stored with this prefix; accept them as aliases.
 _LEGACY_PREFIX = f"extra__{CONN_TYPE}__"
@@ -95,6 +96,7 @@ def settings_from_fields(
         tls_server_name=_text(flat, "tls_server_name"),
         bearer_token=Secret(token) if token else None,
         metadata=metadata,
+        max_receive_bytes=_max_receive_bytes(flat.get("max_receive_mb")),
     )
 
 
@@ -104,7 +106,10 @@ def settings_from_uri(uri: str, **overrides: Any) -> ChannelSettings:
     Query parameters become extras; ``__extra__`` holds a JSON object of extras; the
     original provider's ``?extra={...}`` form is honoured too.
     """
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError as exc:  # e.g. an unbalanced "[" around an IPv6 address
+        raise SettingsError(f"connection URI cannot be parsed: {exc}") from None
     if parts.scheme != CONN_TYPE:
         raise SettingsError(
             f"connection URI must start with {CONN_TYPE}://, e.g. remsvc://host:50051"
@@ -150,6 +155,22 @@ def _text(flat: Mapping[str, Any], name: str) -> str | None:
     if not isinstance(value, str):
         raise SettingsError(f"{name} must be a string, got {type(value).__name__}")
     return value
+
+
+def _max_receive_bytes(value: Any) -> int:
+    """The largest response to accept, from a size in MiB (servers whose output cap
+    was raised send responses past the 64 MiB default)."""
+    if value is None:
+        return DEFAULT_MAX_RECEIVE_BYTES
+    try:
+        megabytes = int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        megabytes = None
+    if megabytes is None or not 1 <= megabytes <= 2047:
+        raise SettingsError(
+            f"max_receive_mb must be a whole number of MiB from 1 to 2047, got {value!r}"
+        )
+    return megabytes * 1024 * 1024
 
 
 def _port(port: int | str | None) -> int:

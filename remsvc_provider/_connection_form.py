@@ -72,6 +72,14 @@ EXTRA_FORM_FIELDS: tuple[ExtraField, ...] = (
         "Sent as 'authorization: Bearer <token>' on every call; must match an entry "
         "in the server's [auth] section. Leave empty when the server has no [auth].",
     ),
+    ExtraField(
+        "max_receive_mb",
+        "Largest response (MiB)",
+        "string",
+        "Biggest single result the client accepts, in MiB (default 64). Raise it only "
+        "for servers whose output_cap_bytes was raised above that.",
+        "64",
+    ),
 )
 
 HIDDEN_FIELDS = ["schema", "login", "password", "extra"]

@@ -54,6 +54,13 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         f"(default: {DEFAULT_TOKEN_ENV}, when it is set)",
     )
     group.add_argument(
+        "--max-receive-mb",
+        metavar="MIB",
+        type=int,
+        help="largest single result to accept, in MiB (default 64; raise it for servers "
+        "whose output_cap_bytes is higher)",
+    )
+    group.add_argument(
         "--metadata",
         metavar="KEY=VALUE",
         action="append",
@@ -155,7 +162,12 @@ def settings_from_args(args: argparse.Namespace) -> ChannelSettings:
         settings = ChannelSettings(
             target=_with_port(args.target), bearer_token=token, metadata=metadata
         )
-    return _apply_tls_options(settings, args)
+    settings = _apply_tls_options(settings, args)
+    if args.max_receive_mb is not None:
+        if not 1 <= args.max_receive_mb <= 2047:
+            raise UsageError("--max-receive-mb must be from 1 to 2047")
+        settings = dataclasses.replace(settings, max_receive_bytes=args.max_receive_mb << 20)
+    return settings
 
 
 def _apply_tls_options(settings: ChannelSettings, args: argparse.Namespace) -> ChannelSettings:

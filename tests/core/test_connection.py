@@ -108,3 +108,14 @@ def test_token_split_by_an_unencoded_ampersand_is_not_echoed(extras: dict) -> No
         settings_from_fields("h", 1, extras)
     assert "SECRETPART" not in str(info.value)
     assert "tok-a" not in str(info.value)
+
+
+def test_max_receive_mb_sets_the_client_limit() -> None:
+    assert settings_from_uri("remsvc://h:1?max_receive_mb=256").max_receive_bytes == 256 << 20
+    assert settings_from_fields("h", 1, {}).max_receive_bytes == 64 << 20
+
+
+@pytest.mark.parametrize("value", ["lots", "0", 4096, True])
+def test_bad_max_receive_mb(value: object) -> None:
+    with pytest.raises(SettingsError, match="max_receive_mb must be a whole number of MiB"):
+        settings_from_fields("h", 1, {"max_receive_mb": value})
