@@ -98,12 +98,14 @@ def _validate_one(index: int, item: CommandInput, default_src: str) -> Command:
         raise CommandValidationError(
             f"{where}.cmd is blank; give the command line to run or remove the entry"
         )
+    _refuse_nul(cmd, f"{where}.cmd")
     cmdtyp = item.get("cmdtyp", SHELL)
     if isinstance(cmdtyp, bool) or not isinstance(cmdtyp, int) or cmdtyp not in COMMAND_TYPES:
         raise CommandValidationError(
             f"{where}.cmdtyp must be 0 (shell) or 1 (PowerShell), got {cmdtyp!r}"
         )
     cmdusr = _optional_text(item, "cmdusr", where)
+    _refuse_nul(cmdusr, f"{where}.cmdusr")
     src = _optional_text(item, "src", where) or default_src
     return Command(tid=index + 1, cmd=cmd, cmdtyp=cmdtyp, cmdusr=cmdusr, src=src)
 
@@ -115,3 +117,14 @@ def _optional_text(item: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise CommandValidationError(f"{where}.{key} must be a string, got {type(value).__name__}")
     return value
+
+
+def _refuse_nul(text: str, where: str) -> None:
+    # A command line and a user name end up as C strings (argv, getpwnam): a NUL can
+    # never reach the shell intact, and servers fail on it in their own ways.
+    position = text.find("\x00")
+    if position >= 0:
+        raise CommandValidationError(
+            f"{where} contains a NUL character (\\x00) at position {position}; "
+            "a command line or user name cannot carry one; remove it"
+        )

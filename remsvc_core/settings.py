@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,5 +124,40 @@ def normalise_metadata(items: Iterable[tuple[str, str]] | Any) -> tuple[tuple[st
             raise SettingsError(
                 f"metadata[{index}] value for {key!r} must be a string, got {type(value).__name__}"
             )
-        out[key.strip().lower()] = value
+        key = key.strip().lower()
+        _check_metadata_entry(index, key, value)
+        out[key] = value
     return tuple(out.items())
+
+
+# What gRPC lets a custom metadata entry be; anything else fails the call only once it
+# is sent (INTERNAL "Invalid metadata", or for "-bin" keys a stream that never starts).
+_METADATA_KEY = re.compile(r"[0-9a-z_.\-]+")
+_METADATA_VALUE = re.compile(r"[\x20-\x7e]*")
+# Set by gRPC itself; a caller's value is silently dropped or overwritten.
+_RESERVED_METADATA_KEYS = frozenset({"content-type", "te", "user-agent"})
+
+
+def _check_metadata_entry(index: int, key: str, value: str) -> None:
+    if not _METADATA_KEY.fullmatch(key):
+        raise SettingsError(
+            f"metadata[{index}] key {key!r} is not a valid gRPC metadata key; use only "
+            "lower-case letters, digits, '-', '_' and '.'"
+        )
+    if key.startswith("grpc-") or key in _RESERVED_METADATA_KEYS:
+        raise SettingsError(
+            f"metadata[{index}] key {key!r} is reserved by gRPC and would be dropped or "
+            "replaced on the wire; choose another key (for example 'x-' + the name)"
+        )
+    if key.endswith("-bin"):
+        raise SettingsError(
+            f"metadata[{index}] key {key!r}: binary metadata (keys ending in '-bin') is not "
+            "supported; send the value as text under another key"
+        )
+    if not _METADATA_VALUE.fullmatch(value):
+        # The value itself is not shown: it may be a credential.
+        bad = next(i for i, char in enumerate(value) if not " " <= char <= "~")
+        raise SettingsError(
+            f"metadata[{index}] value for {key!r} has a character gRPC cannot send at "
+            f"position {bad}; use printable ASCII only (space to '~', no newlines)"
+        )

@@ -218,7 +218,7 @@ def _parse_spec_text(text: str) -> Any:
     # its repr; literal_eval reads that and nothing else (no names, no calls).
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise HandlerError(
             f"result handler spec {text!r} looks like JSON but does not parse: {error}"
         ) from error

@@ -161,7 +161,7 @@ def _resolve_user(name: str) -> _Identity | None:
         return None
     try:
         entry = pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL in the name
         raise _UserError(1, f"user not found: {name}") from None
     if entry.pw_uid == os.geteuid() and entry.pw_gid == os.getegid():
         return None
@@ -231,6 +231,11 @@ class CommandRunner:
         raise _UserError(1, f"unsupported cmdtyp {cmdtyp}: use 0 (shell) or 1 (PowerShell)")
 
     async def run(self, cmd: str, cmdtyp: int = 0, cmdusr: str = "") -> ExecResult:
+        if "\x00" in cmd:
+            # argv is made of C strings: exec would refuse it (Popen raises ValueError).
+            return ExecResult(
+                rc=127, out="", err="cannot start the command: it contains a NUL character"
+            )
         try:
             argv = self.argv(cmd, cmdtyp)
             identity = _resolve_user(cmdusr)
