@@ -8,15 +8,19 @@ the cap, so a chatty child never blocks on a full pipe.
 How a command ends, and what is left behind:
 
 * **Timeout, cancellation, shutdown:** the whole process group is killed with SIGKILL
-  (the shell, its children and grandchildren). After a timeout the partial output is
-  discarded, as upstream does.
+  (the shell, its children and grandchildren), and so is every process that left the
+  group (``setsid``, a daemon's double fork): each command's processes inherit
+  ``REMSVC_RUN_TAG=<unique id>`` in their environment, and /proc is searched for it.
+  (A process that clears its own environment is beyond this.) After a timeout the
+  partial output is discarded, as upstream does.
 * **Normal exit:** the main child's exit is noticed *without reaping it* (pidfd, or
   ``waitid(WNOWAIT)``), so its pid — which is also the group id — cannot be recycled.
   The runner then waits up to ``linger_s`` for the pipes to close (background jobs that
   still hold them get that long to finish), kills whatever is left in the group, and
   only then reaps. Nothing the command started stays running, and a forgotten
   ``sleep 1000 &`` delays the response by ``linger_s`` at most. A process that left the
-  group on purpose (``setsid``) is not ours to kill; our end of its pipes is closed.
+  group on purpose (``setsid``) from a command that finished by itself is left alone
+  (a command may start a service on purpose); our end of its pipes is closed.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import signal
 import subprocess
 import sys
 import threading
+import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -42,6 +47,10 @@ log = logging.getLogger("remsvc.server")
 TIMED_OUT = "process timed out"
 # How long a normally finished command's leftovers may keep its pipes open.
 DEFAULT_LINGER_S = 0.5
+# Set in every command's environment; inherited by all it starts (see module docstring).
+RUN_TAG_VAR = "REMSVC_RUN_TAG"
+# A process tree that forks while it is being killed needs another sweep; bounded.
+_ESCAPE_SWEEPS = 5
 # Bounds for things that should take microseconds once SIGKILL was sent.
 _AFTER_KILL_S = 5.0
 
@@ -190,6 +199,7 @@ class CommandRunner:
         self.linger_s = linger_s
         self.hidden_env = frozenset(hidden_env)
         self._live: dict[int, subprocess.Popen[bytes]] = {}
+        self._tags: dict[int, str] = {}  # pid -> the RUN_TAG_VAR value of its processes
         self._reaping: set[int] = set()
 
     def child_env(self) -> dict[str, str] | None:
@@ -203,9 +213,16 @@ class CommandRunner:
         return sorted(self._live)
 
     def kill_all(self) -> None:
-        """SIGKILL every running command's process group (server shutdown)."""
+        """SIGKILL every running command's processes (server shutdown)."""
         for pid in list(self._live):
-            _kill_group(pid)
+            self._kill_everything(pid)
+
+    def _kill_everything(self, pid: int) -> None:
+        """SIGKILL the command's process group and every process that escaped it."""
+        _kill_group(pid)
+        tag = self._tags.get(pid)
+        if tag is not None:
+            _kill_tagged(tag)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait (bounded) until every child was reaped; True if none is left."""
@@ -254,16 +271,18 @@ class CommandRunner:
             # Also reached on cancellation (client went away, deadline, shutdown). Only an
             # unreaped child's pid is still reserved as the group id, so only then kill.
             if proc.returncode is None:
-                _kill_group(proc.pid)
+                self._kill_everything(proc.pid)
                 self._reap(proc)
 
     def _spawn(self, argv: list[str], identity: _Identity | None) -> subprocess.Popen[bytes]:
         env = self.child_env()
+        env = dict(os.environ) if env is None else env
+        tag = uuid.uuid4().hex
+        env[RUN_TAG_VAR] = tag
         if identity is not None:
             argv = [*_drop_privileges_argv(identity), *argv]
-            env = dict(os.environ) if env is None else env
             env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -273,6 +292,8 @@ class CommandRunner:
             bufsize=0,
             env=env,
         )
+        self._tags[proc.pid] = tag
+        return proc
 
     async def _supervise(self, proc: subprocess.Popen[bytes]) -> ExecResult:
         loop = asyncio.get_running_loop()
@@ -289,7 +310,7 @@ class CommandRunner:
             done, _ = await asyncio.wait({exited}, timeout=self.timeout_s)
             timed_out = not done
             if timed_out:
-                _kill_group(proc.pid)
+                self._kill_everything(proc.pid)
                 await asyncio.wait({exited}, timeout=_AFTER_KILL_S)
             else:
                 await asyncio.wait({out.closed, err.closed}, timeout=self.linger_s)
@@ -320,6 +341,7 @@ class CommandRunner:
                 with contextlib.suppress(Exception):
                     proc.wait()
                 self._live.pop(proc.pid, None)
+                self._tags.pop(proc.pid, None)
                 self._reaping.discard(proc.pid)
 
             threading.Thread(target=reap_later, name=f"remsvc-reap-{proc.pid}", daemon=True).start()
@@ -329,6 +351,7 @@ class CommandRunner:
                 with contextlib.suppress(OSError):
                     pipe.close()
         self._live.pop(proc.pid, None)
+        self._tags.pop(proc.pid, None)
         return proc.returncode
 
 
@@ -339,6 +362,39 @@ def _kill_group(pgid: int) -> None:
         pass
     except PermissionError as exc:  # pragma: no cover - a non-root server, another user's child
         log.warning("cannot kill process group %d: %s", pgid, exc)
+
+
+def _tagged_pids(tag: str) -> list[int]:
+    """Running processes whose environment holds ``RUN_TAG_VAR=tag`` (from /proc)."""
+    entry = f"\0{RUN_TAG_VAR}={tag}\0".encode()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # pragma: no cover - no /proc: nothing more can be found
+        return []
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        if entry in b"\0" + environ:
+            found.append(int(name))
+    return found
+
+
+def _kill_tagged(tag: str) -> None:
+    """SIGKILL every process carrying the tag, sweeping again if some forked meanwhile."""
+    for _ in range(_ESCAPE_SWEEPS):
+        pids = _tagged_pids(tag)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+    log.warning("processes of a killed command kept appearing: %s", _tagged_pids(tag))
 
 
 def _exit_notice(loop: asyncio.AbstractEventLoop, pid: int) -> asyncio.Future[None]:
