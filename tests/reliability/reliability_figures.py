@@ -29,6 +29,11 @@ class Figures:
     process_checks: int = 0
     token_occurrences: int = 0
     token_places: Counter[str] = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        """A measured detail worth printing with the figures."""
+        self.notes.append(text)
 
     def fault(self, kind: str, count: int = 1) -> None:
         self.faults[kind] += count
@@ -80,6 +85,7 @@ class Figures:
             f"(in {self.process_checks:,} checks)",
             f"token occurrences:    {self.token_occurrences:,} "
             f"(in {sum(self.token_places.values()):,} scans: {breakdown(self.token_places)})",
+            *self.notes,
         ]
 
 
