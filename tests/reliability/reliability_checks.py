@@ -20,7 +20,14 @@ from reliability_figures import Figures
 from remsvc_core.hookspecs import hookimpl
 from remsvc_core.results import StreamOutcome
 
-__all__ = ["Arrivals", "check_nothing_lost", "executions", "free_port", "recorded"]
+__all__ = [
+    "Arrivals",
+    "check_nothing_lost",
+    "executions",
+    "free_port",
+    "reads_once",
+    "recorded",
+]
 
 
 def recorded(log: Path, tid: int, work: str = "") -> str:
@@ -94,3 +101,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def reads_once(server: Any, figures: Figures) -> list[int]:
+    """The tids a (misbehaving) test server read, asserting none was sent twice."""
+    read: list[int] = server.tids_read()
+    twice = sorted(tid for tid, count in Counter(read).items() if count > 1)
+    figures.executions(len(read), len(twice))
+    assert not twice, f"commands sent more than once: {twice} ({read})"
+    return read

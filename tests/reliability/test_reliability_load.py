@@ -14,6 +14,7 @@ from procfs_probe import ProcessSnapshot, snapshot, wait_for
 
 from remsvc_core import channels
 from remsvc_core.engine import run_commands
+from remsvc_core.probes import get_status
 from remsvc_core.settings import ChannelSettings
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -88,6 +89,12 @@ async def test_two_hundred_streams_of_fifty_commands(server_process, figures):
             f"s{stream}c{n}\n" for n in range(COMMANDS)
         ]
         assert outcome.attempts == 1
+
+    # The server's own counter: every command ran exactly once (warm-up included).
+    status = await get_status(settings, timeout=30)
+    ran = int(status.fields["commands"])
+    figures.executions(ran, max(0, ran - (20 + STREAMS) * COMMANDS))
+    assert ran == (20 + STREAMS) * COMMANDS, status.msg
 
     await channels.close_channels()
     after = await settled(server.pid, baseline)

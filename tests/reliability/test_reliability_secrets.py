@@ -300,7 +300,10 @@ def test_airflow_runs_leak_no_token(
 
 def deferred_trigger(conn_id: str) -> Any:
     """The trigger the operator defers with, exactly as it would be stored."""
-    from airflow.exceptions import TaskDeferred
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # pragma: no cover - Airflow 3.1
+        from airflow.exceptions import TaskDeferred
 
     from remsvc_provider.operators.remsvc import RemSvcOperator
 
