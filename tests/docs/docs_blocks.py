@@ -6,9 +6,14 @@ syntax highlighting and ignores the rest; the tests read the rest as tags:
 ``/some/path`` or ``~/some/path``
     the block is the content of that file: the tests write it there (inside their
     sandbox) before running the blocks that follow.
+``file=relative/path``
+    the block is that file, or the next part of it, in the project a page builds
+    from an empty folder (docs/plugin-authors.md); blocks naming the same file are
+    joined in document order.
 ``no-run``
-    the block installs software or changes the system (``pip install``,
-    ``useradd``, ``systemctl``); the tests check it holds nothing else.
+    the block installs or publishes software or changes the system (``pip install``,
+    ``twine upload``, ``useradd``, ``systemctl``); the tests check it holds nothing
+    else.
 ``server``
     a long-running server command; the tests start it in the background.
 ``error``
@@ -52,6 +57,14 @@ class Block:
         for tag in self.tags:
             if tag.startswith(("/", "~/")):
                 return tag
+        return None
+
+    @property
+    def file(self) -> str | None:
+        """The project-relative file a ``file=...`` tag says this block is (part of)."""
+        for tag in self.tags:
+            if tag.startswith("file="):
+                return tag.removeprefix("file=")
         return None
 
     def has(self, tag: str) -> bool:
@@ -133,11 +146,12 @@ def of_lang(found: list[Block], *langs: str) -> list[Block]:
 
 SHELL_LANGS = ("bash", "sh", "shell", "console")
 
-# What a ``no-run`` block may hold: installing and system administration, which a
-# test cannot do to the machine it runs on. Anything else must run.
+# What a ``no-run`` block may hold: installing, publishing and system administration,
+# which a test cannot do to the machine it runs on. Anything else must run.
 _NO_RUN_ALLOWED = re.compile(
     r"^\s*(#.*|"
-    r"(sudo\s+)?(python3 -m venv|\S*pip install|useradd|install\b|systemctl|journalctl|"
+    r"(sudo\s+)?(python3 -m venv|\S*pip install|\S*twine upload|useradd|install\b|"
+    r"systemctl|journalctl|"
     r"\S*jupyter lab|\. \S+/activate|chown|chmod)\b.*|)$"
 )
 
