@@ -10,6 +10,7 @@ ended up configured with.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import secrets
 import shutil
@@ -69,6 +70,16 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 @pytest.fixture
 def figures() -> Figures:
     return FIGURES
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _server_log_level_restored() -> Iterator[None]:
+    """Servers started here set the process-wide "remsvc.server" logger level (app.py
+    does, from their config, and never puts it back); later tests must not inherit it."""
+    logger = logging.getLogger("remsvc.server")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 # -- small things every module uses --------------------------------------------------
