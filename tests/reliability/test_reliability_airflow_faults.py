@@ -94,7 +94,9 @@ def test_server_that_never_answers_fails_the_task_at_its_deadline(misbehaving, s
     assert sorted(reads_once(server, figures)) == [1, 2, 3]
 
 
-def test_misbehaving_server_fails_the_task_and_keeps_first_answers(misbehaving, set_conn, figures):
+def test_misbehaving_server_fails_the_task_and_keeps_first_answers(
+    misbehaving, set_conn, figures, caplog
+):
     server = misbehaving(
         repeat_tids=frozenset({1}),
         unknown_tids=(99,),
@@ -122,5 +124,10 @@ def test_misbehaving_server_fails_the_task_and_keeps_first_answers(misbehaving, 
     message = pushed["error_msg"]
     assert "no result for tid(s) 3, 4" in message, message
     assert "stream ended with INTERNAL: server fell over" in message, message
+    # The protocol breaches do not fail a task by themselves (the contract's success
+    # check is exit codes, missing tids and the status), but the trigger's log names them.
+    logged = caplog.text
+    assert "unexpected response (duplicate) for tid 1" in logged, logged[-2000:]
+    assert "unexpected response (unknown) for tid 99" in logged, logged[-2000:]
     assert set(reads_once(server, figures)) <= {1, 2, 3, 4}
     figures.lost(2, 2 - len(pushed["results"]))
