@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import operator
+from itertools import chain
 from typing import Any
 
 from remsvc_core.errors import HandlerError
-from remsvc_core.handlers import as_tid, result_list
+from remsvc_core.handlers._rows import ResultRows, column_and_presence, int_codes, result_rows
+from remsvc_core.handlers._sharing import takes_result_rows
 
 COLUMNS = ("tid", "cmd", "rc", "out", "err", "hsh")
-_INT_COLUMNS = ("tid", "rc")
-_TEXT_COLUMNS = ("cmd", "out", "err", "hsh")
+_TID = operator.itemgetter("tid")
 INSTALL_HINT = "pip install 'airflow-provider-remsvc[pandas]'"
 
 
+@takes_result_rows
 def to_dataframe(results: Any) -> Any:
     """Results as a pandas DataFrame, one row per command, in command order.
 
@@ -24,16 +27,27 @@ def to_dataframe(results: Any) -> Any:
     Needs pandas: ``pip install 'airflow-provider-remsvc[pandas]'``.
     """
     pd = _pandas()
-    rows = result_list(results, handler="'dataframe'")
+    import numpy as np  # a dependency of pandas, so present once pandas imported
+
+    rows = result_rows(results, handler="'dataframe'")
+    # Each column is read straight from the rows (no row is copied) and typed once.
     columns: dict[str, Any] = {}
-    for key in _INT_COLUMNS:
-        columns[key] = pd.array([_int_field(row, key) for row in rows], dtype="int64")
-    for key in _TEXT_COLUMNS:
-        columns[key] = pd.array([_text_field(row, key) for row in rows], dtype="string")
-    for key in _extra_keys(rows):
-        columns[key] = _extra_column(pd, [row.get(key) for row in rows])
-    order = [*COLUMNS, *(key for key in columns if key not in COLUMNS)]
-    return pd.DataFrame({key: columns[key] for key in order})
+    every_row_has_every_column = True
+    for key in COLUMNS:
+        if key == "tid":  # every row of ResultRows has an int tid
+            columns[key] = np.fromiter(map(_TID, rows), dtype=np.int64, count=len(rows))
+            continue
+        values, complete = column_and_presence(rows, key)
+        every_row_has_every_column &= complete
+        if key == "rc":
+            columns[key] = np.array(_int_values(rows, key, values), dtype=np.int64)
+        else:
+            columns[key] = _string_array(pd, values)
+    if not (every_row_has_every_column and set(map(len, rows)) <= {len(COLUMNS)}):
+        for key in _extra_keys(rows):
+            columns[key] = _extra_column(pd, [row.get(key) for row in rows])
+    # copy=False: the arrays were built for this frame and nobody else holds them.
+    return pd.DataFrame(columns, copy=False)
 
 
 def _pandas() -> Any:
@@ -46,33 +60,62 @@ def _pandas() -> Any:
     return pandas
 
 
-def _int_field(row: dict[str, Any], key: str) -> int:
-    value = as_tid(row.get(key))
-    if value is None:
+def _int_values(rows: ResultRows, key: str, values: list[Any]) -> list[Any]:
+    codes = int_codes(values)
+    if codes is not values and None in codes:
+        index = codes.index(None)
         raise HandlerError(
-            f"'dataframe' needs an integer {key!r} in every result; tid {row['tid']} has "
-            f"{row.get(key)!r}"
+            f"'dataframe' needs an integer {key!r} in every result; tid {rows[index]['tid']} "
+            f"has {values[index]!r}"
         )
-    return value
+    return codes
 
 
-def _text_field(row: dict[str, Any], key: str) -> str:
-    value = row.get(key)
-    return "" if value is None else str(value)
+def _string_array(pd: Any, values: list[Any]) -> Any:
+    """``values`` as an array of pandas' ``string`` dtype; None (or a missing key)
+    reads as the empty string, anything else as its text."""
+    fast = _arrow_strings(pd, values)
+    if fast is not None:
+        return fast
+    if not set(map(type, values)) <= {str}:
+        values = ["" if value is None else str(value) for value in values]
+    return pd.array(values, dtype="string")
 
 
-def _extra_keys(rows: list[dict[str, Any]]) -> list[str]:
+def _arrow_strings(pd: Any, values: list[Any]) -> Any:
+    """The same array built by pyarrow in one pass that also checks every value is
+    text, when pandas keeps that dtype in Arrow; None when it does not, or when some
+    value is not a str (the caller then converts them one by one)."""
+    dtype = pd.StringDtype()
+    if dtype.storage != "pyarrow":
+        return None
+    import pyarrow as pa
+
+    try:
+        # The C heap's pool, not Arrow's default (mimalloc): mimalloc keeps the pages
+        # of the builder's growing buffers resident, which doubled the peak memory of
+        # a 100,000-result frame (40 MiB against 19 MiB of RSS growth, same speed).
+        array = pa.array(values, type=pa.large_string(), memory_pool=pa.system_memory_pool())
+    except (TypeError, ValueError, pa.ArrowException):  # not text, or not encodable
+        return None
+    if array.null_count:
+        return None
+    strings = pd.arrays.ArrowStringArray(array)
+    return strings if strings.dtype == dtype else None
+
+
+def _extra_keys(rows: ResultRows) -> list[str]:
+    """Keys beyond COLUMNS, in the order they first appear."""
     seen: dict[str, None] = {}
-    for row in rows:
-        for key in row:
-            if key not in COLUMNS:
-                seen.setdefault(str(key), None)
+    for key in dict.fromkeys(chain.from_iterable(rows)):
+        if key not in COLUMNS:
+            seen.setdefault(str(key), None)
     return list(seen)
 
 
 def _extra_column(pd: Any, values: list[Any]) -> Any:
     # Text goes to the string dtype like the standard columns; bools and numbers get
     # numpy dtypes; anything mixed stays as pandas infers it.
-    if values and all(isinstance(v, str) for v in values):
+    if values and all(isinstance(value, str) for value in values):
         return pd.array(values, dtype="string")
     return pd.Series(values).to_numpy() if values else pd.array([], dtype="object")

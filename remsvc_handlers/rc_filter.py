@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from remsvc_core.errors import HandlerError
-from remsvc_core.handlers import as_tid, is_dataframe, result_handler, result_list
+from remsvc_core.handlers import as_tid, is_dataframe, result_handler
+from remsvc_core.handlers._rows import column, int_codes, result_rows
+from remsvc_core.handlers._sharing import hand_back, takes_result_rows
 
 KEEP_CHOICES = ("all", "failures", "successes")
 
@@ -49,17 +51,19 @@ def _int_list(values: Any, option: str) -> list[int]:
     return codes
 
 
-def _keep_predicate(keep: Any, accepted: frozenset[int]) -> Any:
+def _kept_codes(keep: Any, accepted: frozenset[int]) -> tuple[frozenset[int], bool] | None:
+    """Which exit codes ``keep`` keeps, as (codes, whether the codes are kept or
+    dropped); None for "all"."""
     if keep == "all":
-        return lambda rc: True
+        return None
     if keep == "failures":
-        return lambda rc: rc not in accepted
+        return accepted, False
     if keep == "successes":
-        return lambda rc: rc in accepted
-    chosen = frozenset(_int_list(keep, "keep"))
-    return lambda rc: rc in chosen
+        return accepted, True
+    return frozenset(_int_list(keep, "keep")), True
 
 
+@takes_result_rows
 @result_handler(accepted_rcs=accepted_rcs, validate_options=validate_options)
 def rc_filter(results: Any, *, accept: Any = (0,), keep: Any = "all") -> Any:
     """Decide which exit codes count as success, and keep all, failed, succeeded or chosen results.
@@ -84,13 +88,19 @@ def rc_filter(results: Any, *, accept: Any = (0,), keep: Any = "all") -> Any:
     (fresh RangeIndex) when given one.
     """
     validate_options(accept=accept, keep=keep)
-    accepted = _codes(accept)
-    wanted = _keep_predicate(keep, accepted)
+    chosen = _kept_codes(keep, _codes(accept))
     if is_dataframe(results):
         if "rc" not in results.columns:
             raise HandlerError("'rc_filter' cannot use a DataFrame without an 'rc' column")
-        mask = [wanted(as_tid(rc)) for rc in results["rc"]]
+        if chosen is None:
+            return results.reset_index(drop=True)
+        codes, inside = chosen
+        mask = [(code in codes) is inside for code in int_codes(results["rc"].tolist())]
         return results[mask].reset_index(drop=True)
-    return [
-        row for row in result_list(results, handler="'rc_filter'") if wanted(as_tid(row.get("rc")))
-    ]
+    rows = result_rows(results, handler="'rc_filter'")
+    if chosen is None:
+        return hand_back(results, rows)
+    codes, inside = chosen
+    rcs = int_codes(column(rows, "rc"))
+    kept = [row for row, rc in zip(rows, rcs, strict=True) if (rc in codes) is inside]
+    return hand_back(results, rows.derive(kept))

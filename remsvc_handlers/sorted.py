@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
-from remsvc_core.handlers import result_list
+from remsvc_core.handlers._rows import result_rows
+from remsvc_core.handlers._sharing import hand_back, takes_result_rows
+
+_BY_TID = operator.itemgetter("tid")
 
 
+@takes_result_rows
 def sorted_results(results: Any) -> list[dict[str, Any]]:
     """Results as a list of result dicts in command order (by integer tid).
 
     On the raw mapping this is exactly the original provider's output: the
     six-key dicts ``tid, rc, out, err, hsh, cmd``, sorted by tid, whether the tids
     arrive as ints or (after a JSON round-trip) as strings. Also takes a list of
-    result dicts or a DataFrame from an earlier step; extra keys are kept.
+    result dicts or a DataFrame from an earlier step; extra keys are kept. The dicts
+    returned are copies: changing them changes nothing the handler was given.
     """
-    return sorted(result_list(results, handler="'sorted'"), key=lambda row: row["tid"])
+    rows = result_rows(results, handler="'sorted'")
+    # A stable sort; on rows already in command order (the usual case) it is one pass.
+    ordered: list[dict[str, Any]] = hand_back(results, rows.derive(sorted(rows, key=_BY_TID)))
+    return ordered

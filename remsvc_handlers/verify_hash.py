@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from remsvc_core.errors import HandlerError, StopStream
-from remsvc_core.handlers import is_dataframe, result_handler, result_list
+from remsvc_core.handlers import is_dataframe, result_handler
+from remsvc_core.handlers._rows import ResultRows, column, result_rows
+from remsvc_core.handlers._sharing import hand_back, takes_result_rows
 from remsvc_core.hashing import command_hash
 from remsvc_core.hookspecs import hookimpl
 
@@ -45,6 +47,7 @@ def result_hook(*, on_mismatch: Any = "fail") -> HashCheck | None:
     return HashCheck() if on_mismatch == "fail" else None
 
 
+@takes_result_rows
 @result_handler(result_hook=result_hook, validate_options=validate_options)
 def verify_hash(results: Any, *, on_mismatch: Any = "fail") -> Any:
     """Check every response's hsh against the hash of the command sent.
@@ -62,23 +65,34 @@ def verify_hash(results: Any, *, on_mismatch: Any = "fail") -> Any:
     DataFrame it was given (with a ``hash_ok`` column when marking).
     """
     validate_options(on_mismatch=on_mismatch)
-    rows = result_list(results, handler="'verify_hash'")
-    verdicts = {row["tid"]: _hash_ok(row) for row in rows}
+    rows = result_rows(results, handler="'verify_hash'")
+    verdicts = _verdicts(rows)
     if on_mismatch == "fail":
-        bad = [row for row in rows if not verdicts[row["tid"]]]
-        if bad:
-            raise HandlerError(_mismatch_message(bad))
-        return results.copy() if is_dataframe(results) else rows
+        if not all(verdicts):
+            raise HandlerError(
+                _mismatch_message([row for row, ok in zip(rows, verdicts, strict=True) if not ok])
+            )
+        return results.copy() if is_dataframe(results) else hand_back(results, rows)
     if is_dataframe(results):
         marked = results.copy()
-        marked["hash_ok"] = [verdicts[row["tid"]] for row in rows]
+        marked["hash_ok"] = verdicts
         return marked
-    return [{**row, "hash_ok": verdicts[row["tid"]]} for row in rows]
+    # New dicts: the rows read may be the caller's, and are never changed.
+    fresh = [{**row, "hash_ok": ok} for row, ok in zip(rows, verdicts, strict=True)]
+    return hand_back(results, ResultRows(fresh, shared=False))
 
 
-def _hash_ok(row: dict[str, Any]) -> bool:
-    hsh = row.get("hsh")
-    return bool(hsh) and hsh == command_hash(str(row.get("cmd") or ""))
+def _verdicts(rows: list[dict[str, Any]]) -> list[bool]:
+    """Per row: is ``hsh`` the hash of ``cmd``? A missing or empty ``hsh`` never is."""
+    commands = column(rows, "cmd")
+    if not set(map(type, commands)) <= {str}:
+        commands = [str(cmd or "") for cmd in commands]
+    # command_hash always gives 8 hex digits, so an empty or missing hsh (or one of
+    # another type) compares unequal without a separate test.
+    return [
+        hsh == expected
+        for hsh, expected in zip(column(rows, "hsh"), map(command_hash, commands), strict=True)
+    ]
 
 
 def _mismatch_message(bad: list[dict[str, Any]]) -> str:

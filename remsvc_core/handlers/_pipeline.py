@@ -22,7 +22,8 @@ from typing import Any
 from remsvc_core.errors import HandlerError
 from remsvc_core.handlers._options import check_options
 from remsvc_core.handlers._registry import HandlerInfo, find_candidate, info_of, load_candidate
-from remsvc_core.handlers._rows import as_tid, describe_value, normalize_raw_results
+from remsvc_core.handlers._rows import as_tid, column, describe_value, int_codes, mapping_rows
+from remsvc_core.handlers._sharing import handed_out, reads_result_rows
 
 DEFAULT_HANDLER = "sorted"
 DEFAULT_ACCEPTED_RCS: frozenset[int] = frozenset({0})
@@ -131,8 +132,11 @@ class ResultPipeline:
 
     def failed_tids(self, raw_results: Mapping[Any, Any]) -> list[int]:
         """Tids whose exit code is not accepted, in command order."""
-        rows = normalize_raw_results(raw_results, handler="the success check")
-        return [tid for tid, row in rows.items() if not self.is_success(row)]
+        rows = mapping_rows(raw_results, handler="the success check")
+        accepted = self._accepted
+        codes = int_codes(column(rows, "rc"))
+        tids = rows.keys or []
+        return [tid for tid, code in zip(tids, codes, strict=True) if code not in accepted]
 
     def result_hooks(self) -> list[object]:
         """Fresh pluggy plugin objects for the fail-fast checks of this pipeline's
@@ -143,24 +147,30 @@ class ResultPipeline:
         """Run every step, left to right, and return the last step's value.
 
         ``raw_results`` is the ``{tid: result_dict}`` mapping (integer or string tids;
-        it is copied and ordered by integer tid before the first step), a
+        the steps see it ordered by integer tid), a
         :class:`~remsvc_core.results.StreamOutcome`, or a list of result dicts.
         A step that fails raises :class:`HandlerError` naming the step, what it was
         given and which step produced that.
+
+        The caller's results are never changed, and the value returned shares no dict
+        with them. The mapping is read once, in place; built-in steps pass rows on
+        without copying, and a row is copied only before a step that is not a
+        built-in and on the way out (see :mod:`remsvc_core.handlers._sharing`).
         """
         value = _initial_value(raw_results)
         source = "the raw results"
         total = len(self.steps)
         for position, step in enumerate(self.steps, start=1):
+            given = value if reads_result_rows(step.handler) else handed_out(value)
             try:
-                value = step.handler(value, **step.options)
+                value = step.handler(given, **step.options)
             except Exception as exc:
                 raise HandlerError(
                     f"result handler step {position} of {total} ({step.name!r}) failed on "
-                    f"{describe_value(value)} from {source}: {exc}"
+                    f"{describe_value(given)} from {source}: {exc}"
                 ) from exc
             source = f"step {position} ({step.name!r})"
-        return value
+        return handed_out(value)
 
     def _combine_accepted(self) -> frozenset[int]:
         declared = [
@@ -266,11 +276,19 @@ def _named_step(name: str, options: Any, index: int) -> PipelineStep:
 
 
 def _initial_value(raw: Any) -> Any:
+    # The caller's mapping is read in place (shared); a StreamOutcome's is built
+    # fresh for this call, so the pipeline owns its dicts. Anything else goes to
+    # the first step as it is, as it always did.
     if isinstance(raw, Mapping):
-        return normalize_raw_results(raw)
+        return mapping_rows(raw)
     raw_results = getattr(raw, "raw_results", None)
     if callable(raw_results):  # a StreamOutcome
-        return raw_results()
+        fresh = raw_results()
+        if not isinstance(fresh, Mapping):
+            return fresh
+        rows = mapping_rows(fresh)
+        rows.shared = False
+        return rows
     return raw
 
 
