@@ -253,3 +253,33 @@ def test_verify_hash_reads_missing_and_odd_values_as_mismatches_or_text() -> Non
     marked = verify_hash(rows, on_mismatch="mark")
     assert [row["hash_ok"] for row in marked] == [True, True, False, False]
     assert "hash_ok" not in rows[0]  # marking made new dicts
+
+
+def test_a_frame_reads_back_as_plain_python_values() -> None:
+    import numpy as np
+
+    frame = pd.DataFrame(
+        {
+            "tid": pd.array([2, 1], dtype="Int64"),
+            "rc": [np.int64(0), np.int64(3)],  # an object column of numpy scalars
+            "out": pd.array(["x", None], dtype="string"),
+            "when": pd.to_datetime(["2024-01-01", None]),
+            0: [1.5, float("nan")],
+        }
+    )
+    rows = result_list(frame)
+    assert [row["tid"] for row in rows] == [2, 1]  # frame order kept
+    assert all(type(row["tid"]) is int and type(row["rc"]) is int for row in rows)
+    assert rows[0]["out"] == "x"
+    assert rows[1]["out"] is None  # pd.NA
+    assert rows[1]["when"] is None  # NaT
+    assert rows[0]["0"] == 1.5  # column names become text
+    assert [row["tid"] for row in sorted_results(frame)] == [1, 2]
+
+
+def test_a_frame_without_integer_tids_is_refused() -> None:
+    frame = pd.DataFrame({"tid": pd.array([1, None], dtype="Int64"), "rc": [0, 0]})
+    with pytest.raises(HandlerError, match=r"no integer 'tid' in the result dict for item 1"):
+        sorted_results(frame)
+    texts = pd.DataFrame({"tid": ["2", "1"], "rc": [0, 0]})
+    assert [row["tid"] for row in sorted_results(texts)] == [1, 2]
