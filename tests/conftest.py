@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import trustme
+from support.misbehaving_server import MisbehavingServer, Misbehaviour
 from support.server_process import ServerProcess, ServerStartError, launch_server
 
 __all__ = ["ServerStartError", "TLSFiles"]
@@ -94,3 +95,20 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     finally:
         for process in started:
             process.close()
+
+
+@pytest.fixture
+def misbehaving() -> Iterator[Callable[..., MisbehavingServer]]:
+    """``misbehaving(**Misbehaviour fields) -> started MisbehavingServer``, stopped after."""
+    servers: list[MisbehavingServer] = []
+
+    def start(port: int = 0, **faults: Any) -> MisbehavingServer:
+        server = MisbehavingServer(Misbehaviour(**faults), port=port).start()
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()

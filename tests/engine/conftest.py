@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 from engine_helpers import Recorder
-from support.misbehaving_server import MisbehavingServer, Misbehaviour
 
 from remsvc_core import plugins
 
@@ -15,23 +13,6 @@ from remsvc_core import plugins
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-@pytest.fixture
-def misbehaving() -> Iterator[Callable[..., MisbehavingServer]]:
-    """``misbehaving(**Misbehaviour fields) -> started MisbehavingServer``, stopped after."""
-    servers: list[MisbehavingServer] = []
-
-    def start(port: int = 0, **faults: Any) -> MisbehavingServer:
-        server = MisbehavingServer(Misbehaviour(**faults), port=port).start()
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -9,46 +9,17 @@ servers: TLS, a bearer token, on loopback.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
 import socket
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.airflow_home import prepare_airflow_home
 
-_HOME_PREFIX = "remsvc-airflow-"
-
-
-def _prepare_airflow_home() -> Path:
-    home = os.environ.get("AIRFLOW_HOME", "")
-    if os.path.basename(home).startswith(_HOME_PREFIX) and os.path.isdir(home):
-        return Path(home)  # already set up by another suite's conftest in this session
-    if "airflow.settings" in sys.modules:  # pragma: no cover - guards the session setup
-        raise RuntimeError(
-            "Airflow was imported before tests/provider/conftest.py could point it at a "
-            "throw-away AIRFLOW_HOME; run tests/provider in a pytest process of its own"
-        )
-    root = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
-    (root / "dags").mkdir()
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(root),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
-            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        }
-    )
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-    return root
-
-
-AIRFLOW_HOME = _prepare_airflow_home()
+AIRFLOW_HOME = prepare_airflow_home("tests/provider")
 # grpc reads this once, the first time a TLS channel needs the "system" trust store;
 # the session CA is copied here so the original's "TLS with system trust store"
 # connection form can be tested without touching the host's real store. Always

@@ -9,51 +9,22 @@ ended up configured with.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.airflow_home import prepare_airflow_home
 
-_HOME_PREFIX = "remsvc-airflow-"
-
-
-def _prepare_airflow_home() -> None:
-    home = os.environ.get("AIRFLOW_HOME", "")
-    if os.path.basename(home).startswith(_HOME_PREFIX) and os.path.isdir(home):
-        return  # already set up by tests/provider/conftest.py in this session
-    if "airflow.settings" in sys.modules:  # pragma: no cover - guards the session setup
-        raise RuntimeError(
-            "Airflow was imported before tests/reliability/conftest.py could point it at a "
-            "throw-away AIRFLOW_HOME; run tests/reliability in a pytest process of its own"
-        )
-    root = Path(tempfile.mkdtemp(prefix=_HOME_PREFIX))
-    (root / "dags").mkdir()
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(root),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
-            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        }
-    )
-    atexit.register(shutil.rmtree, root, ignore_errors=True)
-
-
-_prepare_airflow_home()
+prepare_airflow_home("tests/reliability")
 
 from reliability_figures import FIGURES, Figures  # noqa: E402
-from support.misbehaving_server import MisbehavingServer, Misbehaviour  # noqa: E402
 from support.server_process import ServerProcess, render_ini, sections_from_overrides  # noqa: E402
 
 # -- the summary -------------------------------------------------------------------
@@ -105,23 +76,6 @@ def scratch(tmp_path: Path) -> Path:
 
 
 # -- servers ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def misbehaving() -> Iterator[Callable[..., MisbehavingServer]]:
-    """``misbehaving(**Misbehaviour fields) -> started MisbehavingServer``, stopped after."""
-    servers: list[MisbehavingServer] = []
-
-    def start(port: int = 0, **faults: Any) -> MisbehavingServer:
-        server = MisbehavingServer(Misbehaviour(**faults), port=port).start()
-        servers.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.stop()
 
 
 def _server_command() -> list[str]:
