@@ -207,7 +207,7 @@ def execute(args: argparse.Namespace) -> int:
     value: Any = None
     if args.handler:
         try:
-            value = pipeline.apply(outcome.raw_results())
+            value = pipeline.apply(outcome)  # the pipeline builds its rows from the outcome once
         except HandlerError as exc:
             verdict = verdict.with_problem(f"handler failed: {exc}")
     try:
