@@ -21,6 +21,7 @@ from grpc import aio
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.auth import BearerAuthInterceptor
 from remsvc_core.server.config import ServerConfig, is_loopback_host
+from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.service import RemSvcService
@@ -54,13 +55,13 @@ class RunningServer:
         server: aio.Server,
         service: RemSvcService,
         port: int,
-        log_handler: logging.Handler | None,
+        file_log: BackgroundLog | None,
     ) -> None:
         self.config = config
         self.port = port
         self._server = server
         self._service = service
-        self._log_handler = log_handler
+        self._file_log = file_log
         self._stopped = False
 
     @property
@@ -101,9 +102,7 @@ class RunningServer:
         if not await runner.wait_idle(5.0):
             log.error("children not reaped after shutdown: %s", runner.live_pids)
         log.info("stopped (%d commands run)", self._service.commands_run)
-        if self._log_handler is not None:
-            log.removeHandler(self._log_handler)
-            self._log_handler.close()
+        _detach(self._file_log)
 
     async def wait(self) -> None:
         """Return when the server has terminated."""
@@ -128,7 +127,8 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials:
     )
 
 
-def _file_log_handler(config: ServerConfig) -> logging.Handler | None:
+def _file_log(config: ServerConfig) -> BackgroundLog | None:
+    """``[log] file``, written off the event loop (see :mod:`remsvc_core.server.logs`)."""
     if not config.log_file:
         return None
     try:
@@ -138,32 +138,42 @@ def _file_log_handler(config: ServerConfig) -> logging.Handler | None:
             f"{config.source}: [log] file: cannot open {config.log_file!r}: {exc}"
         ) from None
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    return handler
+    return BackgroundLog(handler)
+
+
+def _detach(background: BackgroundLog | None, logger: logging.Logger = log) -> None:
+    if background is not None:
+        logger.removeHandler(background.handler)
+        background.close()
 
 
 async def start_server(config: ServerConfig | None = None) -> RunningServer:
     """Check ``config``, bind and start; raises :class:`ServerConfigError` if it cannot."""
-    config = config or ServerConfig()
+    return await _start_server(config or ServerConfig(), descriptors_private=False)
+
+
+async def _start_server(config: ServerConfig, *, descriptors_private: bool) -> RunningServer:
     config.validate()
-    log_handler = _file_log_handler(config)
-    if log_handler is not None:
-        log.addHandler(log_handler)
+    file_log = _file_log(config)
+    if file_log is not None:
+        log.addHandler(file_log.handler)
     log.setLevel(config.log_level_number)
     try:
-        return await _start(config, log_handler)
+        return await _start(config, file_log, descriptors_private)
     except BaseException:
-        if log_handler is not None:
-            log.removeHandler(log_handler)
-            log_handler.close()
+        _detach(file_log)
         raise
 
 
-async def _start(config: ServerConfig, log_handler: logging.Handler | None) -> RunningServer:
+async def _start(
+    config: ServerConfig, file_log: BackgroundLog | None, descriptors_private: bool
+) -> RunningServer:
     policy = CommandPolicy(config.allowlist, config.denylist)
     runner = CommandRunner(
         output_cap=config.output_cap_bytes,
         timeout_s=config.cmd_timeout_ms / 1000.0,
         hidden_env=config.hidden_env,
+        descriptors_private=descriptors_private,
     )
     service = RemSvcService(runner, policy, max_parallel=config.max_parallel)
     limit = message_limit(config)
@@ -209,7 +219,7 @@ async def _start(config: ServerConfig, log_handler: logging.Handler | None) -> R
         config.cmd_timeout_ms,
         config.output_cap_bytes,
     )
-    return RunningServer(config, server, service, port, log_handler)
+    return RunningServer(config, server, service, port, file_log)
 
 
 def _write_port_file(path: str, port: int) -> None:
@@ -222,7 +232,7 @@ def _write_port_file(path: str, port: int) -> None:
 
 
 async def _serve(config: ServerConfig, port_file: str | None) -> None:
-    running = await start_server(config)
+    running = await _start_server(config, descriptors_private=_close_descriptors_on_exec())
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     signals_seen = 0
@@ -255,14 +265,40 @@ async def _serve(config: ServerConfig, port_file: str | None) -> None:
             loop.remove_signal_handler(signum)
 
 
+def _close_descriptors_on_exec() -> bool:
+    """Make every descriptor above stderr close-on-exec; False if they cannot be listed.
+
+    This process is the server's alone (``serve``), and the server never execs anything
+    but commands, which must not inherit descriptors (Popen's close_fds would close
+    them in the child). Python and gRPC make all theirs close-on-exec already; this
+    catches what the process inherited from whoever started it.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return False
+    for name in names:
+        if name.isdigit() and int(name) > 2:
+            # The listing's own descriptor is gone by now (EBADF), as may be others.
+            with contextlib.suppress(OSError):
+                os.set_inheritable(int(name), False)
+    return True
+
+
 def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
     """Run the server until SIGTERM or SIGINT, then drain and return.
 
     Logs go to stderr (unless the process already configured logging) and to
     ``[log] file``. ``port_file`` receives the bound port once the server is ready.
     """
-    if not logging.getLogger().handlers:
+    root = logging.getLogger()
+    stderr_log = None
+    if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-        logging.getLogger().addHandler(handler)
-    asyncio.run(_serve(config, port_file))
+        stderr_log = BackgroundLog(handler)
+        root.addHandler(stderr_log.handler)
+    try:
+        asyncio.run(_serve(config, port_file))
+    finally:
+        _detach(stderr_log, root)  # writes out every line still queued

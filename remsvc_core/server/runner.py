@@ -21,6 +21,15 @@ How a command ends, and what is left behind:
   ``sleep 1000 &`` delays the response by ``linger_s`` at most. A process that left the
   group on purpose (``setsid``) from a command that finished by itself is left alone
   (a command may start a service on purpose); our end of its pipes is closed.
+
+Why it is written as event-loop callbacks rather than coroutines: a server runs a
+command per request, often thousands in a row, and the event loop is the server's
+only thread. The pidfd and both pipes are watched with ``loop.add_reader`` and the
+deadline with one timer, so noticing the end of a command and handing its result on
+(:meth:`CommandRunner.start`'s ``on_done``) happens in the same loop turn as the
+child's exit, with no transports, tasks or ``asyncio.wait`` in between. The service
+uses that to start the stream's next command right there, before it sends the
+previous result.
 """
 
 from __future__ import annotations
@@ -28,19 +37,21 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import itertools
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import threading
-import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-__all__ = ["CommandRunner", "ExecResult", "truncation_marker"]
+__all__ = ["CommandRunner", "ExecResult", "RunningCommand", "truncation_marker"]
 
 log = logging.getLogger("remsvc.server")
 
@@ -53,6 +64,8 @@ RUN_TAG_VAR = "REMSVC_RUN_TAG"
 _ESCAPE_SWEEPS = 5
 # Bounds for things that should take microseconds once SIGKILL was sent.
 _AFTER_KILL_S = 5.0
+# One read per readiness event, as asyncio's pipe transports do.
+_READ_SIZE = 256 * 1024
 
 
 def truncation_marker(cap: int) -> str:
@@ -71,36 +84,36 @@ class ExecResult:
     timed_out: bool = False
 
 
-class _CappedPipe(asyncio.Protocol):
-    """Collects up to ``cap`` bytes from a pipe and throws the rest away."""
+# What ``on_done`` receives: the result, or the exception that kept the runner from
+# producing one (a server bug; the service reports it rather than lose the command).
+Outcome = ExecResult | Exception
 
-    def __init__(self, cap: int, closed: asyncio.Future[None]) -> None:
-        self._cap = cap
-        self._chunks: list[bytes] = []
-        self._size = 0
+
+class _Capture:
+    """Collects up to ``cap`` bytes of one pipe and throws the rest away."""
+
+    __slots__ = ("cap", "data", "truncated")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
         self.truncated = False
-        self.closed = closed
 
-    def data_received(self, data: bytes) -> None:
-        room = self._cap - self._size
+    def add(self, chunk: bytes) -> None:
+        room = self.cap - len(self.data)
+        if len(chunk) <= room:
+            self.data += chunk
+            return
         if room > 0:
-            piece = data[:room]
-            self._chunks.append(piece)
-            self._size += len(piece)
-        if len(data) > room:
-            self.truncated = True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.closed.done():
-            self.closed.set_result(None)
+            self.data += chunk[:room]
+        self.truncated = True
 
     def text(self) -> str:
-        data = b"".join(self._chunks)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         if not self.truncated:
-            return decoder.decode(data, final=True)
+            return self.data.decode("utf-8", "replace")
         # A cut can split a multi-byte character; drop the stump rather than show U+FFFD.
-        return decoder.decode(data, final=False) + truncation_marker(self._cap)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return decoder.decode(self.data, final=False) + truncation_marker(self.cap)
 
 
 def _exit_code(returncode: int) -> int:
@@ -183,6 +196,88 @@ def _resolve_user(name: str) -> _Identity | None:
     return _Identity(name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
 
 
+_devnull_lock = threading.Lock()
+_devnull_fd = -1
+
+
+def _devnull() -> int:
+    """One read-only /dev/null descriptor for every command's stdin (opened once)."""
+    global _devnull_fd
+    if _devnull_fd < 0:
+        with _devnull_lock:
+            if _devnull_fd < 0:
+                _devnull_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull_fd
+
+
+_RESTORED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, name)
+)
+
+
+class _Child(Protocol):
+    """What the runner needs of a started child: Popen's poll/wait, or ours."""
+
+    pid: int
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+    def wait(self) -> int: ...
+
+
+class _SpawnedChild:
+    """A child started with :func:`os.posix_spawn`, reaped like a Popen."""
+
+    __slots__ = ("pid", "returncode")
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere; Popen says 0 then too
+                self.returncode = 0
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                self.returncode = 0
+            else:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+class _BaseEnvironment:
+    """The server's environment minus ``hidden``, rebuilt only when os.environ changed.
+
+    Copying os.environ decodes every entry (about 15 µs a command). The dict of raw
+    bytes that os.environ keeps (``_data``, private but there since Python 3.2) is
+    compared instead, which takes a microsecond; without it, every call rebuilds.
+    """
+
+    def __init__(self, hidden: frozenset[str]) -> None:
+        self._hidden = hidden
+        self._source: dict[Any, Any] | None = None
+        self._env: dict[str, str] = {}
+
+    def current(self) -> dict[str, str]:
+        source = getattr(os.environ, "_data", None)
+        if not isinstance(source, dict) or source != self._source:
+            self._env = {k: v for k, v in os.environ.items() if k not in self._hidden}
+            self._source = dict(source) if isinstance(source, dict) else None
+        return self._env
+
+
 class CommandRunner:
     """Runs commands with one output cap and timeout; remembers its live children."""
 
@@ -193,20 +288,32 @@ class CommandRunner:
         timeout_s: float,
         linger_s: float = DEFAULT_LINGER_S,
         hidden_env: Collection[str] = (),
+        descriptors_private: bool = False,
     ) -> None:
+        """``descriptors_private``: the caller made every descriptor of this process
+        above stderr close-on-exec, and nothing in it makes inheritable ones (the CLI
+        server sees to that at startup, see ``app.serve``). Commands are then started
+        with :func:`os.posix_spawn`, which costs the event loop about half of what
+        :class:`subprocess.Popen` does, but unlike ``Popen(close_fds=True)`` does not
+        close other descriptors in the child itself. Without it (a server embedded in
+        someone else's process, whose descriptors are not ours to change) Popen is used.
+        """
         self.output_cap = output_cap
         self.timeout_s = timeout_s
         self.linger_s = linger_s
         self.hidden_env = frozenset(hidden_env)
-        self._live: dict[int, subprocess.Popen[bytes]] = {}
+        self._posix_spawn = descriptors_private and hasattr(os, "posix_spawn")
+        self._base_env = _BaseEnvironment(self.hidden_env)
+        self._live: dict[int, _Child] = {}
         self._tags: dict[int, str] = {}  # pid -> the RUN_TAG_VAR value of its processes
         self._reaping: set[int] = set()
+        # Run tags only need to be unique: a random prefix per runner and a counter.
+        self._tag_prefix = f"{secrets.token_hex(8)}-"
+        self._serial = itertools.count(1)
 
-    def child_env(self) -> dict[str, str] | None:
+    def child_env(self) -> dict[str, str]:
         """The commands' environment: the server's, minus variables that held tokens."""
-        if not self.hidden_env:
-            return None
-        return {k: v for k, v in os.environ.items() if k not in self.hidden_env}
+        return dict(self._base_env.current())
 
     @property
     def live_pids(self) -> list[int]:
@@ -248,89 +355,134 @@ class CommandRunner:
         raise _UserError(1, f"unsupported cmdtyp {cmdtyp}: use 0 (shell) or 1 (PowerShell)")
 
     async def run(self, cmd: str, cmdtyp: int = 0, cmdusr: str = "") -> ExecResult:
+        """Run one command to its end. Cancelling the caller kills the command."""
+        finished: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def deliver(outcome: Outcome) -> None:
+            if not finished.done():
+                finished.set_result(outcome)
+
+        command = self.start(cmd, cmdtyp, cmdusr, on_done=deliver)
+        try:
+            outcome = await finished
+        finally:
+            if command is not None:
+                command.cancel()  # kills it if we were cancelled; a no-op once it finished
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def start(
+        self,
+        cmd: str,
+        cmdtyp: int = 0,
+        cmdusr: str = "",
+        *,
+        on_done: Callable[[Outcome], None],
+    ) -> RunningCommand | None:
+        """Spawn ``cmd`` now; ``on_done(outcome)`` is called once, from the event loop.
+
+        Returns the running command (whose ``cancel()`` kills it; ``on_done`` is then
+        not called), or None when it could not start: ``on_done`` then gets the error
+        result soon, never from inside this call.
+        """
+        loop = asyncio.get_running_loop()
         if "\x00" in cmd:
             # argv is made of C strings: exec would refuse it (Popen raises ValueError).
-            return ExecResult(
-                rc=127, out="", err="cannot start the command: it contains a NUL character"
-            )
+            _refuse(loop, on_done, 127, "cannot start the command: it contains a NUL character")
+            return None
         try:
             argv = self.argv(cmd, cmdtyp)
             identity = _resolve_user(cmdusr)
         except _UserError as exc:
-            return ExecResult(rc=exc.rc, out="", err=str(exc))
+            _refuse(loop, on_done, exc.rc, str(exc))
+            return None
+        tag = f"{self._tag_prefix}{next(self._serial)}"
         try:
-            proc = self._spawn(argv, identity)
+            out_r, out_w = os.pipe()
+        except OSError as exc:  # out of descriptors
+            _refuse(loop, on_done, 127, f"cannot start {argv[0]}: {exc}")
+            return None
+        try:
+            err_r, err_w = os.pipe()
+        except OSError as exc:
+            for fd in (out_r, out_w):
+                os.close(fd)
+            _refuse(loop, on_done, 127, f"cannot start {argv[0]}: {exc}")
+            return None
+        try:
+            proc = self._spawn(argv, identity, tag, out_w, err_w)
         except (OSError, subprocess.SubprocessError) as exc:
+            for fd in (out_r, err_r):
+                os.close(fd)
             if identity is not None:
-                return ExecResult(rc=125, out="", err=f"cannot switch to user {cmdusr}: {exc}")
-            return ExecResult(rc=127, out="", err=f"cannot start {argv[0]}: {exc}")
-        self._live[proc.pid] = proc
-        try:
-            return await self._supervise(proc)
+                _refuse(loop, on_done, 125, f"cannot switch to user {cmdusr}: {exc}")
+                return None
+            _refuse(loop, on_done, 127, f"cannot start {argv[0]}: {exc}")
+            return None
         finally:
-            # Also reached on cancellation (client went away, deadline, shutdown). Only an
-            # unreaped child's pid is still reserved as the group id, so only then kill.
-            if proc.returncode is None:
-                self._kill_everything(proc.pid)
-                self._reap(proc)
+            # The child has its copies; ours would keep the pipes from ever closing.
+            os.close(out_w)
+            os.close(err_w)
+        self._live[proc.pid] = proc
+        self._tags[proc.pid] = tag
+        try:
+            return RunningCommand(self, loop, proc, out_r, err_r, on_done)
+        except BaseException:  # could not watch it: do not leave it running unwatched
+            for fd in (out_r, err_r):
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(fd)
+                os.close(fd)
+            self._kill_everything(proc.pid)
+            self._reap(proc)
+            raise
 
-    def _spawn(self, argv: list[str], identity: _Identity | None) -> subprocess.Popen[bytes]:
-        env = self.child_env()
-        env = dict(os.environ) if env is None else env
-        tag = uuid.uuid4().hex
+    def _environment(self, tag: str, identity: _Identity | None) -> dict[str, str]:
+        env = dict(self._base_env.current())
         env[RUN_TAG_VAR] = tag
         if identity is not None:
-            argv = [*_drop_privileges_argv(identity), *argv]
             env.update(HOME=identity.home, USER=identity.name, LOGNAME=identity.name)
-        proc = subprocess.Popen(
+        return env
+
+    def _spawn(
+        self, argv: list[str], identity: _Identity | None, tag: str, out_w: int, err_w: int
+    ) -> _Child:
+        if identity is not None:
+            argv = [*_drop_privileges_argv(identity), *argv]
+        env = self._environment(tag, identity)
+        if self._posix_spawn:
+            try:
+                pid = os.posix_spawn(
+                    argv[0],
+                    argv,
+                    env,
+                    file_actions=[
+                        (os.POSIX_SPAWN_DUP2, _devnull(), 0),
+                        (os.POSIX_SPAWN_DUP2, out_w, 1),
+                        (os.POSIX_SPAWN_DUP2, err_w, 2),
+                    ],
+                    setsid=True,
+                    # What Popen's restore_signals does: Python ignores these two, and
+                    # an ignored signal stays ignored across exec.
+                    setsigdef=_RESTORED_SIGNALS,
+                )
+            except NotImplementedError:  # a libc without POSIX_SPAWN_SETSID
+                self._posix_spawn = False
+            else:
+                return _SpawnedChild(pid)
+        # No preexec_fn, user or group here: those make Python fork() instead of
+        # vfork() (see _DROP_AND_EXEC). start_new_session is done in the vfork child.
+        return subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdin=_devnull(),
+            stdout=out_w,
+            stderr=err_w,
             start_new_session=True,
             close_fds=True,
-            bufsize=0,
             env=env,
         )
-        self._tags[proc.pid] = tag
-        return proc
 
-    async def _supervise(self, proc: subprocess.Popen[bytes]) -> ExecResult:
-        loop = asyncio.get_running_loop()
-        out = _CappedPipe(self.output_cap, loop.create_future())
-        err = _CappedPipe(self.output_cap, loop.create_future())
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        transports: list[asyncio.BaseTransport] = []
-        exited = _exit_notice(loop, proc.pid)
-        try:
-            for pipe, protocol in ((proc.stdout, out), (proc.stderr, err)):
-                transport, _ = await loop.connect_read_pipe(lambda p=protocol: p, pipe)  # type: ignore[misc]
-                transports.append(transport)
-            done, _ = await asyncio.wait({exited}, timeout=self.timeout_s)
-            timed_out = not done
-            if timed_out:
-                self._kill_everything(proc.pid)
-                await asyncio.wait({exited}, timeout=_AFTER_KILL_S)
-            else:
-                await asyncio.wait({out.closed, err.closed}, timeout=self.linger_s)
-            # The leader is a zombie now (not reaped), so its group id is still ours.
-            _kill_group(proc.pid)
-            # Killed members close their ends at once; only a process that left the
-            # group (setsid) could hold a pipe now, and it does not get to stall us.
-            await asyncio.wait({out.closed, err.closed}, timeout=self.linger_s)
-        finally:
-            exited.cancel()  # releases the pidfd when we leave early
-            for opened in transports:
-                opened.close()
-        returncode = self._reap(proc)
-        if timed_out:
-            return ExecResult(rc=1, out="", err=TIMED_OUT, pid=proc.pid, timed_out=True)
-        if returncode is None:  # pragma: no cover - exit was seen, so the child is reapable
-            returncode = -signal.SIGKILL
-        return ExecResult(rc=_exit_code(returncode), out=out.text(), err=err.text(), pid=proc.pid)
-
-    def _reap(self, proc: subprocess.Popen[bytes]) -> int | None:
+    def _reap(self, proc: _Child) -> int | None:
         """Collect the child's exit status; a child not dead yet is reaped in the background."""
         if proc.poll() is None:
             if proc.pid in self._reaping:
@@ -346,13 +498,205 @@ class CommandRunner:
 
             threading.Thread(target=reap_later, name=f"remsvc-reap-{proc.pid}", daemon=True).start()
             return None
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
         self._live.pop(proc.pid, None)
         self._tags.pop(proc.pid, None)
         return proc.returncode
+
+
+def _refuse(
+    loop: asyncio.AbstractEventLoop, on_done: Callable[[Outcome], None], rc: int, err: str
+) -> None:
+    # Soon, not now: a caller that starts the next command from on_done must not recurse.
+    loop.call_soon(on_done, ExecResult(rc=rc, out="", err=err))
+
+
+class RunningCommand:
+    """One started command, watched by event-loop callbacks until it ends.
+
+    The stages after the main child exits (see the module docstring): wait up to
+    ``linger_s`` for the pipes to close; if they do not, kill the group and wait up to
+    ``linger_s`` again; then close our ends, kill the group once more, reap, report.
+    At the deadline: kill everything, wait (bounded) for the exit, then the same.
+    """
+
+    __slots__ = (
+        "_done",
+        "_err",
+        "_err_fd",
+        "_exited",
+        "_loop",
+        "_on_done",
+        "_out",
+        "_out_fd",
+        "_pidfd",
+        "_proc",
+        "_runner",
+        "_timed_out",
+        "_timer",
+        "pid",
+    )
+
+    def __init__(
+        self,
+        runner: CommandRunner,
+        loop: asyncio.AbstractEventLoop,
+        proc: _Child,
+        out_fd: int,
+        err_fd: int,
+        on_done: Callable[[Outcome], None],
+    ) -> None:
+        self.pid = proc.pid
+        self._runner = runner
+        self._loop = loop
+        self._proc = proc
+        self._on_done = on_done
+        self._out = _Capture(runner.output_cap)
+        self._err = _Capture(runner.output_cap)
+        self._out_fd = out_fd
+        self._err_fd = err_fd
+        self._pidfd = -1
+        self._exited = False
+        self._timed_out = False
+        self._done = False
+        self._timer: asyncio.TimerHandle | None = None
+        for fd, capture in ((out_fd, self._out), (err_fd, self._err)):
+            os.set_blocking(fd, False)  # our read ends only; the child's ends stay blocking
+            loop.add_reader(fd, self._read, fd, capture)
+        self._timer = loop.call_later(runner.timeout_s, self._on_deadline)
+        self._watch_exit()
+
+    # -- events ----------------------------------------------------------------------
+
+    def _watch_exit(self) -> None:
+        try:
+            self._pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):  # no pidfd (old kernel): a thread waits instead
+            self._pidfd = -1
+        if self._pidfd >= 0:
+            self._loop.add_reader(self._pidfd, self._on_exit)
+            return
+        pid, loop, on_exit = self.pid, self._loop, self._on_exit
+
+        def wait_without_reaping() -> None:
+            with contextlib.suppress(ChildProcessError):
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
+                loop.call_soon_threadsafe(on_exit)
+
+        threading.Thread(
+            target=wait_without_reaping, name=f"remsvc-wait-{pid}", daemon=True
+        ).start()
+
+    def _read(self, fd: int, capture: _Capture) -> None:
+        # After a chunk, read once more: a command that printed and exited has usually
+        # closed the pipe already, and seeing that now saves a loop turn.
+        for _ in range(2):
+            try:
+                chunk = os.read(fd, _READ_SIZE)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._close_pipe(fd)
+                return
+            capture.add(chunk)
+
+    def _close_pipe(self, fd: int) -> None:
+        self._loop.remove_reader(fd)
+        os.close(fd)
+        if fd == self._out_fd:
+            self._out_fd = -1
+        else:
+            self._err_fd = -1
+        if self._exited and self._out_fd < 0 and self._err_fd < 0:
+            self._finish()
+
+    def _on_exit(self) -> None:
+        if self._done or self._exited:
+            return
+        self._exited = True
+        self._drop_pidfd()
+        self._cancel_timer()
+        if self._timed_out:
+            # The leader is a zombie now (not reaped), so its group id is still ours.
+            _kill_group(self.pid)
+            self._timer = self._loop.call_later(self._runner.linger_s, self._finish)
+        elif self._out_fd < 0 and self._err_fd < 0:
+            self._finish()
+        else:
+            self._timer = self._loop.call_later(self._runner.linger_s, self._linger_over)
+
+    def _linger_over(self) -> None:
+        # Leftovers still hold the pipes: kill the group. Killed members close their
+        # ends at once; only a process that left the group (setsid) could hold a pipe
+        # now, and it does not get to stall us past one more linger.
+        self._timer = None
+        _kill_group(self.pid)
+        self._timer = self._loop.call_later(self._runner.linger_s, self._finish)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        self._timed_out = True
+        self._runner._kill_everything(self.pid)
+        self._timer = self._loop.call_later(_AFTER_KILL_S, self._finish)
+
+    # -- endings ---------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        outcome: Outcome
+        try:
+            self._release()
+            # Leftovers that closed their pipes; the unreaped leader keeps the id ours.
+            _kill_group(self.pid)
+            returncode = self._runner._reap(self._proc)
+            if self._timed_out:
+                outcome = ExecResult(rc=1, out="", err=TIMED_OUT, pid=self.pid, timed_out=True)
+            else:
+                if returncode is None:  # pragma: no cover - exit was seen, so it is reapable
+                    returncode = -signal.SIGKILL
+                outcome = ExecResult(
+                    rc=_exit_code(returncode),
+                    out=self._out.text(),
+                    err=self._err.text(),
+                    pid=self.pid,
+                )
+        except Exception as exc:  # a bug here must not lose the command: report it
+            outcome = exc
+        self._on_done(outcome)
+
+    def cancel(self) -> None:
+        """Kill the command and everything it started (client gone, shutdown)."""
+        if self._done:
+            return
+        self._done = True
+        self._release()
+        # Not reaped yet, so the pid is still reserved as the group id.
+        self._runner._kill_everything(self.pid)
+        self._runner._reap(self._proc)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _drop_pidfd(self) -> None:
+        if self._pidfd >= 0:
+            self._loop.remove_reader(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
+
+    def _release(self) -> None:
+        self._cancel_timer()
+        self._drop_pidfd()
+        for fd in (self._out_fd, self._err_fd):
+            if fd >= 0:
+                self._loop.remove_reader(fd)
+                os.close(fd)
+        self._out_fd = self._err_fd = -1
 
 
 def _kill_group(pgid: int) -> None:
@@ -395,35 +739,3 @@ def _kill_tagged(tag: str) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     log.warning("processes of a killed command kept appearing: %s", _tagged_pids(tag))
-
-
-def _exit_notice(loop: asyncio.AbstractEventLoop, pid: int) -> asyncio.Future[None]:
-    """A future set when ``pid`` exits; the child is left unreaped (a zombie) for us."""
-    future: asyncio.Future[None] = loop.create_future()
-
-    def mark() -> None:
-        if not future.done():
-            future.set_result(None)
-
-    try:
-        pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        pidfd = -1
-    if pidfd >= 0:
-        loop.add_reader(pidfd, mark)
-
-        def release(_: object) -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-
-        future.add_done_callback(release)
-        return future
-
-    def wait_without_reaping() -> None:
-        with contextlib.suppress(ChildProcessError):
-            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-        with contextlib.suppress(RuntimeError):  # the loop may be closed at shutdown
-            loop.call_soon_threadsafe(mark)
-
-    threading.Thread(target=wait_without_reaping, name=f"remsvc-wait-{pid}", daemon=True).start()
-    return future

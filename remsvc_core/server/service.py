@@ -16,7 +16,10 @@ is killed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,14 +31,13 @@ from grpc import aio
 from remsvc_core.hashing import command_hash
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.policy import CommandPolicy
-from remsvc_core.server.runner import CommandRunner
+from remsvc_core.server.runner import CommandRunner, ExecResult, Outcome, RunningCommand
 from remsvc_core.wire import pb, pb_grpc
 
 __all__ = ["RemSvcService"]
 
 log = logging.getLogger("remsvc.server")
 
-_END = object()
 _STOP_WAIT_S = 5.0
 
 
@@ -65,77 +67,24 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         return pb.StatusMsg(rc=0, msg=f"state=OK uptime={uptime}s commands={self.commands_run}")
 
     async def RemCmd(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        identity = current_identity.get()
         try:
-            self._admit(request, context)
+            self.admit(request, context, identity)
         except _Refused as refused:
             await context.abort(refused.code, refused.details)
-        return await self._execute(request, context)
+        began = time.monotonic()
+        result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
+        return self.report(request, result, time.monotonic() - began, identity)
 
     async def RemCmdStrm(
         self, request_iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        responses: asyncio.Queue[Any] = asyncio.Queue()
-        slots = asyncio.Semaphore(self.max_parallel)
-        running: set[asyncio.Task[None]] = set()
-        refusal: list[_Refused] = []
+        stream = _Stream(self, context)
+        async for response in stream.serve(request_iterator):
+            yield response
 
-        async def run_one(request: Any) -> None:
-            try:
-                responses.put_nowait(await self._execute(request, context))
-            except Exception:
-                # A server bug must not pass for a clean end with a missing result.
-                log.exception("internal error running tid=%d", request.tid)
-                refusal.append(
-                    _Refused(grpc.StatusCode.INTERNAL, f"internal error running tid {request.tid}")
-                )
-            finally:
-                slots.release()
-
-        async def accept() -> None:
-            try:
-                async for request in request_iterator:
-                    # Waiting for a free slot first keeps upstream's order of events:
-                    # the next command is not even looked at until one may start.
-                    await slots.acquire()
-                    if refusal:  # a command failed inside the server meanwhile
-                        slots.release()
-                        break
-                    try:
-                        self._admit(request, context)
-                    except _Refused as refused:
-                        slots.release()
-                        refusal.append(refused)
-                        break
-                    task = asyncio.create_task(run_one(request))
-                    running.add(task)
-                    task.add_done_callback(running.discard)
-                while running:
-                    await asyncio.wait(set(running))
-            finally:
-                responses.put_nowait(_END)
-
-        acceptor = asyncio.create_task(accept())
-        try:
-            while True:
-                item = await responses.get()
-                if item is _END:
-                    break
-                yield item
-            await acceptor  # re-raises a failure reading the requests
-            if refusal:
-                await context.abort(refusal[0].code, refusal[0].details)
-        finally:
-            # Reached on cancellation too: stop reading and kill what still runs.
-            pending = [task for task in (acceptor, *running) if not task.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait(pending, timeout=_STOP_WAIT_S)
-
-    def _admit(self, request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+    def admit(self, request: Any, context: aio.ServicerContext[Any, Any], identity: str) -> None:
         """Raise :class:`_Refused` if the command must not run."""
-        identity = current_identity.get()
         if self.draining:
             raise _Refused(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         if request.hsh and request.hsh != command_hash(request.cmd):
@@ -159,21 +108,147 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
             )
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
 
-    async def _execute(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        began = time.monotonic()
-        result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
+    def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any:
+        """Log the finished command (one INFO line each) and build its response."""
         self.commands_run += 1
         log.info(
             "command identity=%s src=%r tid=%d rc=%d duration_ms=%d%s%s",
-            current_identity.get(),
+            identity,
             request.src,
             request.tid,
             result.rc,
-            round((time.monotonic() - began) * 1000),
+            round(duration_s * 1000),
             f" user={request.cmdusr}" if request.cmdusr else "",
             " timed_out" if result.timed_out else "",
         )
-        log.debug("command tid=%d cmd=%r pid=%s", request.tid, request.cmd[:200], result.pid)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("command tid=%d cmd=%r pid=%s", request.tid, request.cmd[:200], result.pid)
         return pb.RemResMsg(
             rc=result.rc, tid=request.tid, out=result.out, err=result.err, hsh=request.hsh
         )
+
+
+class _Stream:
+    """One RemCmdStrm call.
+
+    A reader task takes requests off the wire; a request is admitted and started only
+    once a slot is free (upstream's order of events: the next command is not even
+    looked at until one may start). When a command ends, the runner calls
+    :meth:`_finished` from the event loop, which starts the request waiting for that
+    slot *before* it logs and queues the result: the next child runs while the
+    previous result is sent.
+    """
+
+    def __init__(self, service: RemSvcService, context: aio.ServicerContext[Any, Any]) -> None:
+        self.service = service
+        self.context = context
+        self.identity = current_identity.get()
+        self.loop = asyncio.get_running_loop()
+        self.free = service.max_parallel
+        self.running: dict[int, RunningCommand] = {}
+        self.serial = itertools.count()
+        self.waiting: Any = None  # a request read off the wire, waiting for a slot
+        self.slot_given: asyncio.Future[None] | None = None
+        self.responses: collections.deque[Any] = collections.deque()
+        self.wakeup: asyncio.Future[None] | None = None
+        self.reading = True
+        self.read_failed = False
+        self.refusal: _Refused | None = None
+
+    async def serve(self, request_iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        reader = asyncio.create_task(self._read(request_iterator))
+        try:
+            while True:
+                while self.responses:
+                    yield self.responses.popleft()
+                if not self.reading and (
+                    self.read_failed or self.free == self.service.max_parallel
+                ):
+                    break
+                self.wakeup = self.loop.create_future()
+                await self.wakeup
+            await reader  # re-raises a failure reading the requests
+            if self.refusal is not None:
+                await self.context.abort(self.refusal.code, self.refusal.details)
+        finally:
+            # Reached on cancellation too: stop reading and kill what still runs.
+            for command in list(self.running.values()):
+                command.cancel()
+            self.running.clear()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.wait([reader], timeout=_STOP_WAIT_S)
+
+    async def _read(self, request_iterator: AsyncIterator[Any]) -> None:
+        try:
+            async for request in request_iterator:
+                if self.free > 0:
+                    self._begin(request)
+                else:
+                    self.waiting = request
+                    self.slot_given = self.loop.create_future()
+                    await self.slot_given  # _finished starts it (or drops it after a refusal)
+                if self.refusal is not None:
+                    break
+        except BaseException:
+            self.read_failed = True
+            raise
+        finally:
+            self.reading = False
+            self._wake()
+
+    def _begin(self, request: Any) -> None:
+        """Admit and start one request now (a slot is free)."""
+        if self.refusal is not None:
+            return
+        try:
+            self.service.admit(request, self.context, self.identity)
+        except _Refused as refused:
+            self.refusal = refused
+            return
+        key = next(self.serial)
+        self.free -= 1
+        on_done = functools.partial(self._finished, key, request, time.monotonic())
+        try:
+            command = self.service.runner.start(
+                request.cmd, request.cmdtyp, request.cmdusr, on_done=on_done
+            )
+        except Exception:
+            self.free += 1
+            self._fail(request)
+            return
+        if command is not None:
+            self.running[key] = command
+
+    def _finished(self, key: int, request: Any, began: float, outcome: Outcome) -> None:
+        duration_s = time.monotonic() - began
+        self.running.pop(key, None)
+        self.free += 1
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
+            if self.waiting is not None:
+                # Start the next command first: it runs while this result is sent.
+                waiting, self.waiting = self.waiting, None
+                self._begin(waiting)
+            self.responses.append(self.service.report(request, outcome, duration_s, self.identity))
+        except Exception:
+            self._fail(request)
+        finally:
+            self.waiting = None  # after a refusal it is never started
+            if self.slot_given is not None and not self.slot_given.done():
+                self.slot_given.set_result(None)
+            self._wake()
+
+    def _fail(self, request: Any) -> None:
+        # A server bug must not pass for a clean end with a missing result.
+        log.exception("internal error running tid=%d", request.tid)
+        if self.refusal is None:
+            self.refusal = _Refused(
+                grpc.StatusCode.INTERNAL, f"internal error running tid {request.tid}"
+            )
+
+    def _wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from server_waits import wait_for_text
 from support.server_process import ServerStartError
 
 from remsvc_core.errors import ServerConfigError
@@ -160,7 +161,8 @@ def test_an_upstream_style_ini_file_starts_our_server_unchanged(server_process, 
     assert (reply.rc, reply.out) == (0, "up\n")
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     log_file = tmp_path / "remsvc.log"
-    assert "identity=anonymous src='' tid=1 rc=0" in log_file.read_text()
+    line = "identity=anonymous src='' tid=1 rc=0"
+    assert line in wait_for_text(log_file.read_text, line)
 
 
 def test_env_expanded_token_works_and_is_hidden_from_commands(server_process):

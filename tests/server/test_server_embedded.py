@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from pathlib import Path
@@ -177,14 +178,14 @@ def test_a_server_fault_ends_the_stream_with_internal_keeping_earlier_results(
 ):
     # Fault injection (a real runner cannot be made to fail on demand): the stream must
     # not end "OK" with a result silently missing.
-    real_run = CommandRunner.run
+    real_start = CommandRunner.start
 
-    async def faulty(self, cmd, cmdtyp=0, cmdusr=""):
+    def faulty(self, cmd, cmdtyp=0, cmdusr="", *, on_done):
         if cmd == "explode":
             raise RuntimeError("injected fault")
-        return await real_run(self, cmd, cmdtyp, cmdusr)
+        return real_start(self, cmd, cmdtyp, cmdusr, on_done=on_done)
 
-    monkeypatch.setattr(CommandRunner, "run", faulty)
+    monkeypatch.setattr(CommandRunner, "start", faulty)
     never = tmp_path / "never"
     requests = [
         pb.RemCmdMsg(cmd="echo 1", tid=1),
@@ -196,3 +197,20 @@ def test_a_server_fault_ends_the_stream_with_internal_keeping_earlier_results(
     assert [(r.tid, r.out) for r in run.responses] == [(1, "1\n")]
     assert (run.code, run.details) == (grpc.StatusCode.INTERNAL, "internal error running tid 2")
     assert not never.exists()
+
+
+def test_commands_of_an_embedded_server_inherit_no_descriptor_of_the_host():
+    # The host's descriptors are not the server's to change; commands still must not
+    # inherit them.
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)
+    try:
+        with EmbeddedServer() as server, grpc.insecure_channel(server.target) as channel:
+            stub = pb_grpc.RemSvcStub(channel)
+            listing = stub.RemCmd(pb.RemCmdMsg(cmd="ls /proc/$$/fd", tid=1), timeout=10)
+            piped = stub.RemCmd(pb.RemCmdMsg(cmd="yes | head -n 1", tid=2), timeout=10)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert (listing.rc, listing.out.split()) == (0, ["0", "1", "2"])
+    assert (piped.rc, piped.out, piped.err) == (0, "y\n", "")

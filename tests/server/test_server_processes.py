@@ -9,6 +9,7 @@ import threading
 
 import grpc
 import pytest
+from server_waits import wait_for_text
 from support.server_process import run_stream, wait_for_pid_file, wait_until_gone
 
 from remsvc_core.wire import pb, pb_grpc
@@ -118,7 +119,7 @@ def test_sigterm_drains_a_running_command_then_exits(server_process, scratch):
         reader.start()
         pid = wait_for_pid_file(started)
         server.terminate()
-        assert wait_for_log(server, "draining running commands")
+        assert "draining running commands" in wait_for_text(server.log_text, "draining")
         # Draining: the server is still up and waiting for the command.
         assert server.returncode is None
         draining.set()
@@ -131,14 +132,6 @@ def test_sigterm_drains_a_running_command_then_exits(server_process, scratch):
     assert server.wait(timeout=20) == 0
     assert wait_until_gone(pid)
     assert not late.exists()
-
-
-def wait_for_log(server, text: str, timeout: float = 10.0) -> bool:
-    for _ in range(int(timeout / 0.02)):
-        if text in server.log_text():
-            return True
-        threading.Event().wait(0.02)
-    return text in server.log_text()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -213,3 +206,30 @@ def test_pwsh_missing_gives_rc_1_with_a_clear_error(server_process, tmp_path):
 def test_pwsh_runs_powershell(stub):  # pragma: no cover - only where pwsh exists
     reply = stub.RemCmd(pb.RemCmdMsg(cmd="Write-Output (1 + 2)", cmdtyp=1, tid=1), timeout=60)
     assert (reply.rc, reply.out.strip()) == (0, "3")
+
+
+def test_commands_inherit_no_descriptor_the_server_was_started_with(server_process):
+    # Started with descriptor 7 open and inheritable, as a careless parent could leave
+    # it: the server must not hand it on to commands (a background job holding a
+    # parent's pipe would keep that parent waiting for EOF forever).
+    server = server_process(prefix=["/bin/sh", "-c", 'exec 7</dev/null; exec "$@"', "sh"])
+    assert os.path.exists(f"/proc/{server.pid}/fd/7")  # the server did inherit it
+    listing = "ls /proc/$$/fd"
+    requests = [pb.RemCmdMsg(cmd=listing, tid=2)]
+    if os.geteuid() == 0:  # also through the helper that switches user
+        requests.append(pb.RemCmdMsg(cmd=listing, tid=3, cmdusr="nobody"))
+    channel, stub = stub_for(server)
+    with channel:
+        reply = stub.RemCmd(pb.RemCmdMsg(cmd=listing, tid=1), timeout=10)
+        run = run_stream(stub, requests)
+    assert (reply.rc, reply.out.split(), reply.err) == (0, ["0", "1", "2"], "")
+    assert [(r.rc, r.out.split(), r.err) for r in run.responses] == [
+        (0, ["0", "1", "2"], "") for _ in requests
+    ]
+
+
+def test_commands_get_default_sigpipe(stub):
+    # Python ignores SIGPIPE, and an ignored signal stays ignored across exec: without
+    # restoring it, `yes` would see EPIPE and complain instead of dying quietly.
+    reply = stub.RemCmd(pb.RemCmdMsg(cmd="yes | head -n 1", tid=1), timeout=10)
+    assert (reply.rc, reply.out, reply.err) == (0, "y\n", "")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from server_waits import wait_for_text
 from support.server_process import ServerStartError, run_stream
 
 from remsvc_core.hashing import command_hash
@@ -158,10 +159,14 @@ def test_known_tokens_are_let_in_and_identities_logged_never_tokens(auth_server)
         )
         wrong = [("authorization", f"Bearer {WRONG_TOKEN}")]
         assert status_of(lambda: ping(channel, wrong)) == grpc.StatusCode.UNAUTHENTICATED
-    log = auth_server.log_text()
-    assert "identity=alice src='nightly' tid=5 rc=0 duration_ms=" in log
-    assert "identity=bob src='adhoc' tid=9 rc=2 duration_ms=" in log
-    assert "unknown bearer token" in log
+    lines = (
+        "identity=alice src='nightly' tid=5 rc=0 duration_ms=",
+        "identity=bob src='adhoc' tid=9 rc=2 duration_ms=",
+        "unknown bearer token",
+    )
+    log = wait_for_text(auth_server.log_text, *lines)
+    for line in lines:
+        assert line in log
     for token in (ALICE_TOKEN, BOB_TOKEN, WRONG_TOKEN):
         assert token not in log
 
@@ -280,6 +285,6 @@ def test_pattern_that_does_not_compile_puts_the_server_in_deny_all_mode(server_p
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "deny-all" in caught.value.details()
     assert (run.responses, run.code) == ([], grpc.StatusCode.PERMISSION_DENIED)
-    log = server.log_text()
+    log = wait_for_text(server.log_text, "DENY-ALL MODE", "[denylist] broken")
     assert "DENY-ALL MODE" in log
     assert "[denylist] broken" in log
