@@ -54,6 +54,11 @@ _LOCAL_TIMEOUT_GRACE_S = 1.0
 # patience, the rest is sent regardless (see _Stream._wait_for_window).
 _MAX_IN_FLIGHT_COMMANDS = 256
 _MAX_IN_FLIGHT_BYTES = 32 * 1024
+# A full window is refilled only once answers brought it down to this low-water mark,
+# in one burst: waking the writer for every answer made it write one command per
+# event-loop pass, which cost more client CPU than the rest of the engine together.
+_REFILL_AT_COMMANDS = _MAX_IN_FLIGHT_COMMANDS // 2
+_REFILL_AT_BYTES = _MAX_IN_FLIGHT_BYTES // 2
 _FIRST_ANSWER_PATIENCE_S = 10.0
 _EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
@@ -116,8 +121,12 @@ def _decode_response(data: bytes) -> wire.RawResponse | _Malformed:
         return _Malformed(len(data), f"{type(exc).__name__}: {exc}")
 
 
-def _as_batch(commands: Any, default_src: str) -> tuple[list[Command], dict[int, int]]:
-    """The validated batch and each command's size on the wire, by tid."""
+def _as_batch(commands: Any, default_src: str) -> tuple[list[Command], list[bytes]]:
+    """The validated batch and each command encoded for the wire, in the same order.
+
+    Encoded once, here: the window needs each command's size, and the call then
+    writes these bytes as they are (no request serializer).
+    """
     if (
         isinstance(commands, Sequence)
         and not isinstance(commands, (str, bytes))
@@ -133,16 +142,16 @@ def _as_batch(commands: Any, default_src: str) -> tuple[list[Command], dict[int,
             )
     else:
         batch = validate_commands(commands, default_src=default_src)
-    sizes: dict[int, int] = {}
+    encoded: list[bytes] = []
     for command in batch:
         try:
-            sizes[command.tid] = len(wire.encode_command(command))
+            encoded.append(wire.encode_command(command))
         except UnicodeEncodeError as exc:
             raise CommandValidationError(
                 f"commands[{command.tid - 1}].cmd (tid {command.tid}) cannot be encoded as "
                 f"UTF-8 ({exc.reason} at position {exc.start}); remove the lone surrogate"
             ) from exc
-    return batch, sizes
+    return batch, encoded
 
 
 def _check_timeout(stream_timeout: float) -> float:
@@ -239,7 +248,7 @@ class _Stream:
     def __init__(
         self,
         batch: list[Command],
-        sizes: dict[int, int],
+        encoded: list[bytes],
         settings: ChannelSettings,
         metadata: tuple[tuple[str, str], ...],
         stream_timeout: float,
@@ -259,11 +268,12 @@ class _Stream:
         self.info = StreamInfo(
             stream_id=uuid.uuid4().hex, target=settings.target, commands=tuple(batch)
         )
-        self.sizes = sizes
-        self.sent_at: dict[int, float] = {}
+        self.encoded = encoded
+        self.sent_at: dict[int, float] = {}  # tid -> loop time written: every tid sent
         self.in_flight: dict[int, int] = {}  # tid -> size, written and not yet answered
         self.in_flight_bytes = 0
         self.window_moved = asyncio.Event()
+        self.writer_waiting = False  # the writer waits for window_moved
         self.window_unbounded = False
         self.write_started = False
         self.started_hook_fired = False
@@ -331,7 +341,7 @@ class _Stream:
             return None
         multicallable = channel.stream_stream(
             wire.METHOD_STREAM,
-            request_serializer=wire.encode_command,
+            request_serializer=None,  # the batch is written already encoded
             response_deserializer=_decode_response,
         )
         call = multicallable(
@@ -401,19 +411,24 @@ class _Stream:
         )
 
     async def _write_all(self, call: Any, watch: _StatusWatch) -> None:
+        sent_at, in_flight, encoded = self.sent_at, self.in_flight, self.encoded
         try:
-            for command in self.batch:
-                size = self.sizes[command.tid]
+            for index, command in enumerate(self.batch):
+                data = encoded[index]
+                size = len(data)
                 while not self.window_unbounded and self._window_full(size):
                     await self._wait_for_window()
                 if call.done():
                     return
-                self.sent_at[command.tid] = self.loop.time()
-                self.in_flight[command.tid] = size
+                tid = command.tid
+                sent_at[tid] = self.loop.time()
+                in_flight[tid] = size
                 self.in_flight_bytes += size
-                # From here on the server may have the command: never retry this stream.
+                # From here on the server may have the command: never retry this stream,
+                # so its bytes are not needed again.
                 self.write_started = True
-                await call.write(command)
+                encoded[index] = b""
+                await call.write(data)
             await call.done_writing()
         except (
             grpc.aio.AioRpcError,
@@ -431,6 +446,11 @@ class _Stream:
             log.exception("stream %s: writer failed", self.info.stream_id)
             watch.cancel()
 
+    def _refill_due(self) -> bool:
+        return (
+            len(self.in_flight) <= _REFILL_AT_COMMANDS and self.in_flight_bytes <= _REFILL_AT_BYTES
+        )
+
     def _window_full(self, size: int) -> bool:
         return bool(self.in_flight) and (
             len(self.in_flight) >= _MAX_IN_FLIGHT_COMMANDS
@@ -438,7 +458,9 @@ class _Stream:
         )
 
     async def _wait_for_window(self) -> None:
+        """Wait until answers bring the window down to its low-water mark."""
         self.window_moved.clear()
+        self.writer_waiting = True
         if self.outcome.results or self.outcome.unexpected:
             await self.window_moved.wait()  # the server answers as it goes
             return
@@ -449,6 +471,9 @@ class _Stream:
         try:
             await asyncio.wait_for(self.window_moved.wait(), _FIRST_ANSWER_PATIENCE_S)
         except asyncio.TimeoutError:
+            if self.outcome.results or self.outcome.unexpected:
+                return  # answers come, only not yet down to the low-water mark: wait on
+            self.writer_waiting = False
             self.window_unbounded = True
             log.info(
                 "stream %s: no answer after %.0fs with %d command(s) in flight; "
@@ -543,7 +568,9 @@ class _Stream:
         answered = self.in_flight.pop(tid, None)
         if answered is not None:
             self.in_flight_bytes -= answered
-            self.window_moved.set()
+            if self.writer_waiting and self._refill_due():
+                self.writer_waiting = False
+                self.window_moved.set()
         if result.decode_replaced:
             log.warning(
                 "stream %s: tid %d output was not valid UTF-8; invalid bytes replaced by U+FFFD",
@@ -595,7 +622,7 @@ async def run_commands(
             f"settings must be a ChannelSettings, got {type(settings).__name__}; build one "
             "with remsvc_core.settings_from_fields(host, port, extras)"
         )
-    batch, sizes = _as_batch(commands, default_src)
+    batch, encoded = _as_batch(commands, default_src)
     timeout = _check_timeout(stream_timeout)
     call_metadata = tuple(settings.call_metadata(metadata))
     policy = retry if retry is not None else RetryPolicy()
@@ -605,7 +632,7 @@ async def run_commands(
         # The first stream in a process imports the installed plugins: off the loop.
         await asyncio.to_thread(plugins.get_plugin_manager)
     stream_hooks = StreamHooks(hooks)
-    stream = _Stream(batch, sizes, settings, call_metadata, timeout, policy, stream_hooks)
+    stream = _Stream(batch, encoded, settings, call_metadata, timeout, policy, stream_hooks)
     return await stream.run()
 
 
