@@ -55,7 +55,7 @@ class RunningServer:
         server: aio.Server,
         service: RemSvcService,
         port: int,
-        file_log: BackgroundLog | None,
+        file_log: _FileLog | None,
     ) -> None:
         self.config = config
         self.port = port
@@ -102,7 +102,8 @@ class RunningServer:
         if not await runner.wait_idle(5.0):
             log.error("children not reaped after shutdown: %s", runner.live_pids)
         log.info("stopped (%d commands run)", self._service.commands_run)
-        _detach(self._file_log)
+        if self._file_log is not None:
+            self._file_log.close()
 
     async def wait(self) -> None:
         """Return when the server has terminated."""
@@ -127,18 +128,39 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials:
     )
 
 
-def _file_log(config: ServerConfig) -> BackgroundLog | None:
-    """``[log] file``, written off the event loop (see :mod:`remsvc_core.server.logs`)."""
-    if not config.log_file:
-        return None
-    try:
-        handler = logging.FileHandler(config.log_file, encoding="utf-8")
-    except OSError as exc:
-        raise ServerConfigError(
-            f"{config.source}: [log] file: cannot open {config.log_file!r}: {exc}"
-        ) from None
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-    return BackgroundLog(handler)
+class _FileLog:
+    """``[log] file``, written off the event loop (see :mod:`remsvc_core.server.logs`).
+
+    When the server owns the process, the file is one more target of the process's
+    BackgroundLog (one copy of each record, one thread); otherwise it gets its own.
+    Either way it receives the lines of ``remsvc.server`` only.
+    """
+
+    def __init__(self, config: ServerConfig, shared: BackgroundLog | None) -> None:
+        assert config.log_file is not None
+        try:
+            self._handler = logging.FileHandler(config.log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ServerConfigError(
+                f"{config.source}: [log] file: cannot open {config.log_file!r}: {exc}"
+            ) from None
+        self._handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        self._shared = shared
+        self._own: BackgroundLog | None = None
+        if shared is not None:
+            self._handler.addFilter(logging.Filter(log.name))
+            shared.add_target(self._handler)
+        else:
+            self._own = BackgroundLog(self._handler)
+            log.addHandler(self._own.handler)
+
+    def close(self) -> None:
+        """Write out every pending line, then close the file."""
+        if self._own is not None:
+            _detach(self._own)
+        elif self._shared is not None:
+            self._shared.remove_target(self._handler)
+            self._handler.close()
 
 
 def _detach(background: BackgroundLog | None, logger: logging.Logger = log) -> None:
@@ -149,24 +171,28 @@ def _detach(background: BackgroundLog | None, logger: logging.Logger = log) -> N
 
 async def start_server(config: ServerConfig | None = None) -> RunningServer:
     """Check ``config``, bind and start; raises :class:`ServerConfigError` if it cannot."""
-    return await _start_server(config or ServerConfig(), descriptors_private=False)
+    return await _start_server(config or ServerConfig())
 
 
-async def _start_server(config: ServerConfig, *, descriptors_private: bool) -> RunningServer:
+async def _start_server(
+    config: ServerConfig,
+    *,
+    descriptors_private: bool = False,
+    process_log: BackgroundLog | None = None,
+) -> RunningServer:
     config.validate()
-    file_log = _file_log(config)
-    if file_log is not None:
-        log.addHandler(file_log.handler)
+    file_log = _FileLog(config, process_log) if config.log_file else None
     log.setLevel(config.log_level_number)
     try:
         return await _start(config, file_log, descriptors_private)
     except BaseException:
-        _detach(file_log)
+        if file_log is not None:
+            file_log.close()
         raise
 
 
 async def _start(
-    config: ServerConfig, file_log: BackgroundLog | None, descriptors_private: bool
+    config: ServerConfig, file_log: _FileLog | None, descriptors_private: bool
 ) -> RunningServer:
     policy = CommandPolicy(config.allowlist, config.denylist)
     runner = CommandRunner(
@@ -231,8 +257,12 @@ def _write_port_file(path: str, port: int) -> None:
     os.replace(tmp, path)
 
 
-async def _serve(config: ServerConfig, port_file: str | None) -> None:
-    running = await _start_server(config, descriptors_private=_close_descriptors_on_exec())
+async def _serve(
+    config: ServerConfig, port_file: str | None, process_log: BackgroundLog | None
+) -> None:
+    running = await _start_server(
+        config, descriptors_private=_close_descriptors_on_exec(), process_log=process_log
+    )
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     signals_seen = 0
@@ -299,6 +329,6 @@ def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
         stderr_log = BackgroundLog(handler)
         root.addHandler(stderr_log.handler)
     try:
-        asyncio.run(_serve(config, port_file))
+        asyncio.run(_serve(config, port_file, stderr_log))
     finally:
         _detach(stderr_log, root)  # writes out every line still queued

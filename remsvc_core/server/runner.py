@@ -533,6 +533,7 @@ class RunningCommand:
         "_runner",
         "_timed_out",
         "_timer",
+        "_unwatched",
         "pid",
     )
 
@@ -555,6 +556,7 @@ class RunningCommand:
         self._out_fd = out_fd
         self._err_fd = err_fd
         self._pidfd = -1
+        self._unwatched: list[int] = []  # descriptors no longer watched, not closed yet
         self._exited = False
         self._timed_out = False
         self._done = False
@@ -604,26 +606,33 @@ class RunningCommand:
 
     def _close_pipe(self, fd: int) -> None:
         self._loop.remove_reader(fd)
-        os.close(fd)
+        self._unwatched.append(fd)  # closed in _release, after the next command started
         if fd == self._out_fd:
             self._out_fd = -1
         else:
             self._err_fd = -1
-        if self._exited and self._out_fd < 0 and self._err_fd < 0:
+        if self._out_fd >= 0 or self._err_fd >= 0:
+            return
+        if self._exited:
             self._finish()
+        elif _exit_status(self.pid) is not None:
+            # Both pipes closed because the child is exiting: it has usually exited by
+            # now, and looking saves a loop turn waiting for the pidfd to say so.
+            self._on_exit()
 
     def _on_exit(self) -> None:
         if self._done or self._exited:
             return
         self._exited = True
-        self._drop_pidfd()
         self._cancel_timer()
+        if self._out_fd < 0 and self._err_fd < 0:
+            self._finish()
+            return
+        self._drop_pidfd()  # it stays readable: stop watching it while we wait
         if self._timed_out:
             # The leader is a zombie now (not reaped), so its group id is still ours.
             _kill_group(self.pid)
             self._timer = self._loop.call_later(self._runner.linger_s, self._finish)
-        elif self._out_fd < 0 and self._err_fd < 0:
-            self._finish()
         else:
             self._timer = self._loop.call_later(self._runner.linger_s, self._linger_over)
 
@@ -647,16 +656,15 @@ class RunningCommand:
         if self._done:
             return
         self._done = True
+        self._cancel_timer()
         outcome: Outcome
         try:
-            self._release()
-            # Leftovers that closed their pipes; the unreaped leader keeps the id ours.
-            _kill_group(self.pid)
-            returncode = self._runner._reap(self._proc)
             if self._timed_out:
                 outcome = ExecResult(rc=1, out="", err=TIMED_OUT, pid=self.pid, timed_out=True)
             else:
-                if returncode is None:  # pragma: no cover - exit was seen, so it is reapable
+                # Read without reaping: cheap, and the pid stays reserved as our group id.
+                returncode = _exit_status(self.pid)
+                if returncode is None:  # pragma: no cover - its exit was seen
                     returncode = -signal.SIGKILL
                 outcome = ExecResult(
                     rc=_exit_code(returncode),
@@ -666,7 +674,16 @@ class RunningCommand:
                 )
         except Exception as exc:  # a bug here must not lose the command: report it
             outcome = exc
-        self._on_done(outcome)
+        try:
+            # The service starts the stream's next command in here. The cleanup below
+            # (closing, killing leftovers, reaping: tens of µs of system calls) is not
+            # something that command needs to wait for; the result is only queued by
+            # then, and goes out after the leftovers were killed.
+            self._on_done(outcome)
+        finally:
+            self._release()
+            _kill_group(self.pid)  # leftovers that closed their pipes
+            self._runner._reap(self._proc)
 
     def cancel(self) -> None:
         """Kill the command and everything it started (client gone, shutdown)."""
@@ -697,6 +714,21 @@ class RunningCommand:
                 self._loop.remove_reader(fd)
                 os.close(fd)
         self._out_fd = self._err_fd = -1
+        for fd in self._unwatched:
+            os.close(fd)
+        self._unwatched.clear()
+
+
+def _exit_status(pid: int) -> int | None:
+    """An exited child's status, Popen-style (-N: killed by signal N), without reaping it;
+    None while it runs."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # pragma: no cover - reaped by someone else
+        return None
+    if info is None or info.si_pid == 0:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
 
 
 def _kill_group(pgid: int) -> None:
