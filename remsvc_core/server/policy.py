@@ -24,8 +24,16 @@ class Decision:
     reason: str
 
 
+_NO_RULE_REFUSES = Decision(True, "no rule refuses it")
+_DENY_ALL = Decision(False, "server is in deny-all mode (a configured pattern does not compile)")
+_NO_ALLOW_MATCH = Decision(False, "command matches no allowlist rule")
+
+
 class CommandPolicy:
-    """Compiled allow/deny lists. ``check(cmd)`` says whether ``cmd`` may run."""
+    """Compiled allow/deny lists. ``check(cmd)`` says whether ``cmd`` may run.
+
+    It runs for every command, so the decisions are made once, up front.
+    """
 
     def __init__(
         self, allowlist: Sequence[tuple[str, str]], denylist: Sequence[tuple[str, str]]
@@ -41,11 +49,13 @@ class CommandPolicy:
 
     def _compile(
         self, section: str, entries: Sequence[tuple[str, str]]
-    ) -> list[tuple[str, re.Pattern[str]]]:
+    ) -> list[tuple[re.Pattern[str], Decision]]:
+        allowed = section == "allowlist"
+        verdict = "allowed by allowlist rule" if allowed else "command denied by denylist rule"
         compiled = []
         for label, pattern in entries:
             try:
-                compiled.append((label, re.compile(pattern)))
+                compiled.append((re.compile(pattern), Decision(allowed, f"{verdict} {label!r}")))
             except re.error as exc:
                 self.broken.append(f"[{section}] {label} = {pattern!r} ({exc})")
         return compiled
@@ -56,15 +66,13 @@ class CommandPolicy:
 
     def check(self, cmd: str) -> Decision:
         if self.broken:
-            return Decision(
-                False, "server is in deny-all mode (a configured pattern does not compile)"
-            )
-        for label, pattern in self._deny:
+            return _DENY_ALL
+        for pattern, denied in self._deny:
             if pattern.search(cmd):
-                return Decision(False, f"command denied by denylist rule {label!r}")
+                return denied
         if self._allow:
-            for label, pattern in self._allow:
+            for pattern, allowed in self._allow:
                 if pattern.search(cmd):
-                    return Decision(True, f"allowed by allowlist rule {label!r}")
-            return Decision(False, "command matches no allowlist rule")
-        return Decision(True, "no rule refuses it")
+                    return allowed
+            return _NO_ALLOW_MATCH
+        return _NO_RULE_REFUSES

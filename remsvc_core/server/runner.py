@@ -521,6 +521,7 @@ class RunningCommand:
 
     __slots__ = (
         "_done",
+        "_ended",
         "_err",
         "_err_fd",
         "_exited",
@@ -556,6 +557,7 @@ class RunningCommand:
         self._out_fd = out_fd
         self._err_fd = err_fd
         self._pidfd = -1
+        self._ended: list[int] = []  # pipes at end of file, still registered
         self._unwatched: list[int] = []  # descriptors no longer watched, not closed yet
         self._exited = False
         self._timed_out = False
@@ -590,35 +592,54 @@ class RunningCommand:
         ).start()
 
     def _read(self, fd: int, capture: _Capture) -> None:
+        if self._drain(fd, capture):
+            self._pipe_ended(fd)
+
+    @staticmethod
+    def _drain(fd: int, capture: _Capture) -> bool:
+        """Read what the pipe holds; True at end of file."""
         # After a chunk, read once more: a command that printed and exited has usually
         # closed the pipe already, and seeing that now saves a loop turn.
         for _ in range(2):
             try:
                 chunk = os.read(fd, _READ_SIZE)
             except BlockingIOError:
-                return
+                return False
             except OSError:
-                chunk = b""
+                return True
             if not chunk:
-                self._close_pipe(fd)
-                return
+                return True
             capture.add(chunk)
+        return False
 
-    def _close_pipe(self, fd: int) -> None:
-        self._loop.remove_reader(fd)
-        self._unwatched.append(fd)  # closed in _release, after the next command started
+    def _pipe_ended(self, fd: int) -> None:
         if fd == self._out_fd:
             self._out_fd = -1
+            other, capture = self._err_fd, self._err
         else:
             self._err_fd = -1
-        if self._out_fd >= 0 or self._err_fd >= 0:
-            return
-        if self._exited:
-            self._finish()
-        elif _exit_status(self.pid) is not None:
-            # Both pipes closed because the child is exiting: it has usually exited by
-            # now, and looking saves a loop turn waiting for the pidfd to say so.
-            self._on_exit()
+            other, capture = self._out_fd, self._out
+        ended = [fd]
+        # The pipes of an exiting command end together: look at the other one now
+        # rather than in a callback of its own.
+        if other >= 0 and self._drain(other, capture):
+            self._out_fd = self._err_fd = -1
+            ended.append(other)
+        self._ended.extend(ended)  # still registered with the loop; see below
+        if self._out_fd < 0 and self._err_fd < 0:
+            if self._exited:
+                self._finish()
+            elif _exit_status(self.pid) is not None:
+                # The child has usually exited by now: finish without waiting a loop
+                # turn for the pidfd to say so.
+                self._on_exit()
+            if self._done:
+                return  # _release unregistered the pipes, after the next command started
+        # Back to the loop: stop watching what ended (end of file stays readable).
+        for done in ended:
+            self._loop.remove_reader(done)
+            self._ended.remove(done)
+            self._unwatched.append(done)
 
     def _on_exit(self) -> None:
         if self._done or self._exited:
@@ -714,8 +735,12 @@ class RunningCommand:
                 self._loop.remove_reader(fd)
                 os.close(fd)
         self._out_fd = self._err_fd = -1
+        for fd in self._ended:
+            self._loop.remove_reader(fd)
+            os.close(fd)
         for fd in self._unwatched:
             os.close(fd)
+        self._ended.clear()
         self._unwatched.clear()
 
 

@@ -258,3 +258,30 @@ def test_listens_on_ipv6_loopback(server_process):
     assert server.target == f"[::1]:{server.port}"
     with grpc.insecure_channel(server.target) as channel:
         assert pb_grpc.RemSvcStub(channel).Ping(pb.PingMsg(seq=6), timeout=10).seq == 6
+
+
+def test_output_of_a_background_job_that_ends_within_the_linger_is_kept(stub):
+    # The shell exits first; the pipes close a moment later, when the job is done.
+    reply = stub.RemCmd(pb.RemCmdMsg(cmd="(sleep 0.1; echo late) & echo early", tid=1), timeout=10)
+    assert (reply.rc, reply.out, reply.err) == (0, "early\nlate\n", "")
+
+
+def test_a_command_that_closes_its_pipes_early_is_still_waited_for(stub):
+    # The pipes end long before the process does; its exit status must still arrive.
+    cmd = "echo before; echo warn >&2; exec >/dev/null 2>&1; sleep 0.3; exit 4"
+    reply = stub.RemCmd(pb.RemCmdMsg(cmd=cmd, tid=1), timeout=10)
+    assert (reply.rc, reply.out, reply.err) == (4, "before\n", "warn\n")
+
+
+def test_a_long_stream_gets_every_result_in_order(stub):
+    # Many short commands back to back: each one's pipes, exit status and output stay
+    # its own while descriptors and pids are reused.
+    requests = [
+        pb.RemCmdMsg(cmd=f"echo out{n}; echo err{n} >&2; exit {n % 3}", tid=n)
+        for n in range(1, 301)
+    ]
+    run = run_stream(stub, requests)
+    assert run.code == grpc.StatusCode.OK
+    assert [(r.tid, r.rc, r.out, r.err) for r in run.responses] == [
+        (n, n % 3, f"out{n}\n", f"err{n}\n") for n in range(1, 301)
+    ]
