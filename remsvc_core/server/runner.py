@@ -532,6 +532,7 @@ class RunningCommand:
         "_pidfd",
         "_proc",
         "_runner",
+        "_status",
         "_timed_out",
         "_timer",
         "_unwatched",
@@ -560,6 +561,7 @@ class RunningCommand:
         self._ended: list[int] = []  # pipes at end of file, still registered
         self._unwatched: list[int] = []  # descriptors no longer watched, not closed yet
         self._exited = False
+        self._status: int | None = None
         self._timed_out = False
         self._done = False
         self._timer: asyncio.TimerHandle | None = None
@@ -629,7 +631,7 @@ class RunningCommand:
         if self._out_fd < 0 and self._err_fd < 0:
             if self._exited:
                 self._finish()
-            elif _exit_status(self.pid) is not None:
+            elif self._exit_status() is not None:
                 # The child has usually exited by now: finish without waiting a loop
                 # turn for the pidfd to say so.
                 self._on_exit()
@@ -656,6 +658,11 @@ class RunningCommand:
             self._timer = self._loop.call_later(self._runner.linger_s, self._finish)
         else:
             self._timer = self._loop.call_later(self._runner.linger_s, self._linger_over)
+
+    def _exit_status(self) -> int | None:
+        if self._status is None:
+            self._status = _exit_status(self.pid)
+        return self._status
 
     def _linger_over(self) -> None:
         # Leftovers still hold the pipes: kill the group. Killed members close their
@@ -684,7 +691,7 @@ class RunningCommand:
                 outcome = ExecResult(rc=1, out="", err=TIMED_OUT, pid=self.pid, timed_out=True)
             else:
                 # Read without reaping: cheap, and the pid stays reserved as our group id.
-                returncode = _exit_status(self.pid)
+                returncode = self._exit_status()
                 if returncode is None:  # pragma: no cover - its exit was seen
                     returncode = -signal.SIGKILL
                 outcome = ExecResult(
