@@ -233,3 +233,20 @@ def test_commands_get_default_sigpipe(stub):
     # restoring it, `yes` would see EPIPE and complain instead of dying quietly.
     reply = stub.RemCmd(pb.RemCmdMsg(cmd="yes | head -n 1", tid=1), timeout=10)
     assert (reply.rc, reply.out, reply.err) == (0, "y\n", "")
+
+
+def test_client_cancel_also_drops_the_command_waiting_for_a_slot(stub, scratch):
+    started = scratch / "started"
+    never = scratch / "never"
+    requests = [
+        pb.RemCmdMsg(cmd=f"echo $$ > {started}; exec sleep 60", tid=1),
+        pb.RemCmdMsg(cmd=f"touch {never}", tid=2),  # read, waiting for the slot
+    ]
+    call = stub.RemCmdStrm(iter(requests), timeout=30)
+    pid = wait_for_pid_file(started)
+    call.cancel()
+    assert wait_until_gone(pid)
+    with pytest.raises(grpc.RpcError) as caught:
+        list(call)
+    assert caught.value.code() == grpc.StatusCode.CANCELLED
+    assert not never.exists()

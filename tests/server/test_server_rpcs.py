@@ -285,3 +285,28 @@ def test_a_long_stream_gets_every_result_in_order(stub):
     assert [(r.tid, r.rc, r.out, r.err) for r in run.responses] == [
         (n, n % 3, f"out{n}\n", f"err{n}\n") for n in range(1, 301)
     ]
+
+
+@pytest.mark.parametrize("max_parallel", [1, 3])
+def test_commands_that_cannot_start_still_answer_in_a_stream(server_process, max_parallel):
+    # They never get a process: their result comes from the runner directly, and the
+    # stream's next commands must still start after them.
+    server = server_process(max_parallel=max_parallel)
+    requests = [
+        pb.RemCmdMsg(cmd="echo a", tid=1, cmdusr="no-such-user-here"),
+        pb.RemCmdMsg(cmd="echo b", tid=2, cmdtyp=7),
+        pb.RemCmdMsg(cmd="echo c", tid=3),
+        pb.RemCmdMsg(cmd="echo d", tid=4, cmdusr="no-such-user-here"),
+        pb.RemCmdMsg(cmd="echo e", tid=5),
+    ]
+    with grpc.insecure_channel(server.target) as channel:
+        run = run_stream(pb_grpc.RemSvcStub(channel), requests)
+    assert run.code == grpc.StatusCode.OK
+    got = sorted((r.tid, r.rc, r.out, r.err.split(":")[0]) for r in run.responses)
+    assert got == [
+        (1, 1, "", "user not found"),
+        (2, 1, "", "unsupported cmdtyp 7"),
+        (3, 0, "c\n", ""),
+        (4, 1, "", "user not found"),
+        (5, 0, "e\n", ""),
+    ]
