@@ -154,6 +154,7 @@ class _Stream:
         self.reading = True
         self.read_failed = False
         self.refusal: _Refused | None = None
+        self.closed = False
 
     async def serve(self, request_iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
         reader = asyncio.create_task(self._read(request_iterator))
@@ -171,7 +172,11 @@ class _Stream:
             if self.refusal is not None:
                 await self.context.abort(self.refusal.code, self.refusal.details)
         finally:
-            # Reached on cancellation too: stop reading and kill what still runs.
+            # Reached on cancellation too: stop reading and kill what still runs. A
+            # result still due (a command that could not start answers a loop turn
+            # later) must not start the waiting request on a call that has ended.
+            self.closed = True
+            self.waiting = None
             for command in list(self.running.values()):
                 command.cancel()
             self.running.clear()
@@ -200,7 +205,7 @@ class _Stream:
 
     def _begin(self, request: Any) -> None:
         """Admit and start one request now (a slot is free)."""
-        if self.refusal is not None:
+        if self.refusal is not None or self.closed:
             return
         try:
             self.service.admit(request, self.context, self.identity)
