@@ -63,6 +63,7 @@ class RunningServer:
         self._service = service
         self._file_log = file_log
         self._stopped = False
+        self.restore_log_level: int | None = None
 
     @property
     def target(self) -> str:
@@ -104,6 +105,8 @@ class RunningServer:
         log.info("stopped (%d commands run)", self._service.commands_run)
         if self._file_log is not None:
             self._file_log.close()
+        if self.restore_log_level is not None:
+            log.setLevel(self.restore_log_level)
 
     async def wait(self) -> None:
         """Return when the server has terminated."""
@@ -182,13 +185,19 @@ async def _start_server(
 ) -> RunningServer:
     config.validate()
     file_log = _FileLog(config, process_log) if config.log_file else None
+    # The logger is process-wide: an embedded server puts its level back on stop, so
+    # one server's log_level does not silence the next one's warnings.
+    previous_level = log.level
     log.setLevel(config.log_level_number)
     try:
-        return await _start(config, file_log, descriptors_private)
+        running = await _start(config, file_log, descriptors_private)
     except BaseException:
+        log.setLevel(previous_level)
         if file_log is not None:
             file_log.close()
         raise
+    running.restore_log_level = previous_level
+    return running
 
 
 async def _start(

@@ -214,3 +214,16 @@ def test_commands_of_an_embedded_server_inherit_no_descriptor_of_the_host():
         os.close(write_end)
     assert (listing.rc, listing.out.split()) == (0, ["0", "1", "2"])
     assert (piped.rc, piped.out, piped.err) == (0, "y\n", "")
+
+
+def test_a_stopped_server_puts_the_process_wide_log_level_back() -> None:
+    import logging
+
+    from remsvc_core.server.config import ServerConfig
+    from remsvc_core.server.embedded import EmbeddedServer
+
+    logger = logging.getLogger("remsvc.server")
+    before = logger.level
+    with EmbeddedServer(ServerConfig(port=0, log_level="error")):
+        assert logger.level == logging.ERROR
+    assert logger.level == before
