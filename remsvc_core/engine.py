@@ -18,6 +18,7 @@ import concurrent.futures
 import contextlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -113,10 +114,10 @@ class _Malformed:
     error: str
 
 
-def _decode_response(data: bytes) -> wire.RawResponse | _Malformed:
+def _decode_response(data: bytes) -> wire.ResponseFields | _Malformed:
     # grpc would log and hand back None for a deserializer error; keep the reason.
     try:
-        return wire.decode_response(data)
+        return wire.read_response(data)
     except Exception as exc:
         return _Malformed(len(data), f"{type(exc).__name__}: {exc}")
 
@@ -262,6 +263,8 @@ class _Stream:
         self.stream_timeout = stream_timeout
         self.policy = policy
         self.hooks = hooks
+        # Most streams have no remsvc_result hook: then a result costs no hook call.
+        self.result_hooked = hooks.implemented("remsvc_result")
         self.loop = asyncio.get_running_loop()
         self.outcome = StreamOutcome(commands=list(batch), target=settings.target)
         self.outcome.plugin_errors = hooks.errors  # hook failures land in the outcome
@@ -269,7 +272,8 @@ class _Stream:
             stream_id=uuid.uuid4().hex, target=settings.target, commands=tuple(batch)
         )
         self.encoded = encoded
-        self.sent_at: dict[int, float] = {}  # tid -> loop time written: every tid sent
+        # tid -> time.monotonic() when written, for every tid sent (the latency's start)
+        self.sent_at: dict[int, float] = {}
         self.in_flight: dict[int, int] = {}  # tid -> size, written and not yet answered
         self.in_flight_bytes = 0
         self.window_moved = asyncio.Event()
@@ -412,16 +416,25 @@ class _Stream:
 
     async def _write_all(self, call: Any, watch: _StatusWatch) -> None:
         sent_at, in_flight, encoded = self.sent_at, self.in_flight, self.encoded
+        monotonic = time.monotonic
         try:
             for index, command in enumerate(self.batch):
                 data = encoded[index]
                 size = len(data)
-                while not self.window_unbounded and self._window_full(size):
+                # The window (inline: this runs once per command): wait while it is full.
+                while (
+                    in_flight
+                    and not self.window_unbounded
+                    and (
+                        len(in_flight) >= _MAX_IN_FLIGHT_COMMANDS
+                        or self.in_flight_bytes + size > _MAX_IN_FLIGHT_BYTES
+                    )
+                ):
                     await self._wait_for_window()
                 if call.done():
                     return
                 tid = command.tid
-                sent_at[tid] = self.loop.time()
+                sent_at[tid] = monotonic()
                 in_flight[tid] = size
                 self.in_flight_bytes += size
                 # From here on the server may have the command: never retry this stream,
@@ -449,12 +462,6 @@ class _Stream:
     def _refill_due(self) -> bool:
         return (
             len(self.in_flight) <= _REFILL_AT_COMMANDS and self.in_flight_bytes <= _REFILL_AT_BYTES
-        )
-
-    def _window_full(self, size: int) -> bool:
-        return bool(self.in_flight) and (
-            len(self.in_flight) >= _MAX_IN_FLIGHT_COMMANDS
-            or self.in_flight_bytes + size > _MAX_IN_FLIGHT_BYTES
         )
 
     async def _wait_for_window(self) -> None:
@@ -490,7 +497,7 @@ class _Stream:
                 response = await call.read()
                 if response is _EOF:
                     break
-                stop = self._accept(response, self.loop.time())
+                stop = self._accept(response)
                 if stop is not None:
                     watch.cancel()
                     return CANCELLED, stop
@@ -523,65 +530,69 @@ class _Stream:
                 return None
             if response is _EOF:
                 return None
-            stop = self._accept(response, self.loop.time())
+            stop = self._accept(response)
             if stop is not None:
                 return stop
 
-    def _accept(self, response: wire.RawResponse | _Malformed | None, now: float) -> str | None:
-        """Record one response and call its hooks; returns why to stop, if a plugin said so."""
-        if not isinstance(response, wire.RawResponse):
-            error = response.error if isinstance(response, _Malformed) else "no message"
-            size = response.size if isinstance(response, _Malformed) else 0
-            self._unexpected(
-                UnexpectedResponse(
-                    tid=0,
-                    reason="malformed",
-                    rc=0,
-                    out="",
-                    err=f"{size} byte(s) that do not parse as RemResMsg: {error}",
-                )
-            )
+    def _accept(self, response: wire.ResponseFields | _Malformed | None) -> str | None:
+        """Record one response and call its hooks; returns why to stop, if a plugin said so.
+
+        Runs once per result: kept to the few steps every result needs.
+        """
+        now = time.monotonic()
+        if not isinstance(response, tuple):
+            self._malformed(response)
             return None
-        tid = response.tid
-        command = self.by_tid.get(tid)
-        if command is None or tid not in self.sent_at:
-            self._unexpected(
-                UnexpectedResponse(tid, "unknown", response.rc, response.out, response.err)
-            )
-            return None
-        if tid in self.outcome.results:
-            self._unexpected(
-                UnexpectedResponse(tid, "duplicate", response.rc, response.out, response.err)
-            )
+        tid, rc, out, err, hsh, replaced = response
+        sent = self.sent_at.get(tid)  # only tids of this batch are ever sent
+        results = self.outcome.results
+        if sent is None or tid in results:
+            reason = "unknown" if sent is None else "duplicate"
+            self._unexpected(UnexpectedResponse(tid, reason, rc, out, err))
             return None
         result = CommandResult(
             tid=tid,
-            rc=response.rc,
-            out=response.out,
-            err=response.err,
-            hsh=response.hsh,
-            cmd=command.cmd,
-            latency_s=max(0.0, now - self.sent_at[tid]),
-            decode_replaced=response.replaced,
+            rc=rc,
+            out=out,
+            err=err,
+            hsh=hsh,
+            cmd=self.by_tid[tid].cmd,
+            latency_s=max(0.0, now - sent),
+            decode_replaced=replaced,
         )
-        self.outcome.results[tid] = result
+        results[tid] = result
         answered = self.in_flight.pop(tid, None)
         if answered is not None:
             self.in_flight_bytes -= answered
             if self.writer_waiting and self._refill_due():
                 self.writer_waiting = False
                 self.window_moved.set()
-        if result.decode_replaced:
+        if replaced:
             log.warning(
                 "stream %s: tid %d output was not valid UTF-8; invalid bytes replaced by U+FFFD",
                 self.info.stream_id,
                 tid,
             )
+        if not self.result_hooked:
+            return None
         stop = self.hooks.result(result, self.info)
         if stop is None:
             return None
         who, exc = stop
         return f"stopped by {who} at tid {tid}: {exc}"
+
+    def _malformed(self, response: _Malformed | None) -> None:
+        error = response.error if response is not None else "no message"
+        size = response.size if response is not None else 0
+        self._unexpected(
+            UnexpectedResponse(
+                tid=0,
+                reason="malformed",
+                rc=0,
+                out="",
+                err=f"{size} byte(s) that do not parse as RemResMsg: {error}",
+            )
+        )
 
     def _unexpected(self, response: UnexpectedResponse) -> None:
         self.outcome.unexpected.append(response)

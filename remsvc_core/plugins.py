@@ -353,6 +353,12 @@ class StreamHooks:
             _register_checked(self._manager, plugin, name)
             self._unnamed[name] = plugin
 
+    def implemented(self, hook_name: str) -> bool:
+        """Whether any plugin of this stream implements ``hook_name`` (the engine skips
+        the per-result call when none does)."""
+        caller: pluggy.HookCaller = getattr(self._manager.hook, hook_name)
+        return bool(caller.get_hookimpls())
+
     def stream_started(self, stream: hookspecs.StreamInfo) -> None:
         self._call("remsvc_stream_started", {"stream": stream}, context="")
 

@@ -66,7 +66,7 @@ async def test_writer_refills_only_at_the_low_water_mark() -> None:
         assert call.written == list(range(1, WINDOW + 1))
 
         def answer(tid: int) -> None:
-            stream._accept(wire.RawResponse(tid, 0, "", "", "", False), 0.0)
+            stream._accept((tid, 0, "", "", "", False))
 
         for tid in range(1, WINDOW - LOW_WATER):  # down to 129 unanswered
             answer(tid)
