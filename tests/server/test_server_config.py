@@ -269,12 +269,12 @@ def test_tokens_without_tls_on_a_public_address_are_refused_unless_allowed():
         "[server]\nhost = 0.0.0.0\nallow_insecure_auth = true\n[auth]\nci = tok\n"
     )
     assert allowed.allow_insecure_auth
-    assert parse_config("[server]\nhost = 10.1.2.3\n").host == "10.1.2.3"  # no tokens: fine
+    assert parse_config("[server]\nhost = 203.0.113.7\n").host == "203.0.113.7"  # no tokens: fine
 
 
 def test_loopback_detection():
     assert all(is_loopback_host(h) for h in ("127.0.0.1", "127.3.4.5", "::1", "[::1]", "localhost"))
-    assert not any(is_loopback_host(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.com"))
+    assert not any(is_loopback_host(h) for h in ("0.0.0.0", "::", "198.51.100.1", "example.com"))
 
 
 def test_replace_checks_names_and_values():
