@@ -52,78 +52,62 @@ def system_roots(tls_files: Any) -> Path:
     return SYSTEM_ROOTS
 
 
-def _embedded(**overrides: Any) -> Any:
+def _serve(**overrides: Any) -> Iterator[Any]:
+    """A running embedded server for a session fixture to ``yield from``."""
     from remsvc_core.server.embedded import EmbeddedServer
 
-    return EmbeddedServer(port=0, **overrides).start()
+    with EmbeddedServer(port=0, **overrides) as server:
+        yield server
+
+
+def _tls(tls_files: Any) -> dict[str, Any]:
+    return {
+        "tls_enabled": True,
+        "tls_cert": tls_files.server_cert,
+        "tls_key": tls_files.server_key,
+    }
 
 
 @pytest.fixture(scope="session")
 def tls_server(tls_files: Any, system_roots: Path) -> Iterator[Any]:
     """TLS + bearer token + a deny list: what production looks like."""
-    server = _embedded(
-        tls_enabled=True,
-        tls_cert=tls_files.server_cert,
-        tls_key=tls_files.server_key,
+    yield from _serve(
+        **_tls(tls_files),
         auth={IDENTITY: TOKEN},
         denylist=[("no_forbidden", DENIED_MARKER)],
         max_parallel=1,
     )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def second_tls_server(tls_files: Any, system_roots: Path) -> Iterator[Any]:
     """Another host for fan-out, with its own token."""
-    server = _embedded(
-        tls_enabled=True,
-        tls_cert=tls_files.server_cert,
-        tls_key=tls_files.server_key,
+    yield from _serve(
+        **_tls(tls_files),
         auth={"second": OTHER_TOKEN},
     )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def mtls_server(tls_files: Any, system_roots: Path) -> Iterator[Any]:
     """Mutual TLS: the server requires a client certificate signed by the test CA."""
-    server = _embedded(
-        tls_enabled=True,
-        tls_cert=tls_files.server_cert,
-        tls_key=tls_files.server_key,
+    yield from _serve(
+        **_tls(tls_files),
         tls_ca=tls_files.ca_cert,
         auth={IDENTITY: TOKEN},
     )
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
 def plaintext_server() -> Iterator[Any]:
     """No TLS, no auth: the original's "development only" form."""
-    server = _embedded()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve()
 
 
 @pytest.fixture(scope="session")
 def plaintext_token_server() -> Iterator[Any]:
     """No TLS but a token (the original documents it; ours must opt in to allow it)."""
-    server = _embedded(auth={IDENTITY: TOKEN}, allow_insecure_auth=True)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(auth={IDENTITY: TOKEN}, allow_insecure_auth=True)
 
 
 @pytest.fixture
