@@ -37,7 +37,7 @@ _EXPORTS = {
     # plugins and handlers
     "hookimpl": "remsvc_core.hookspecs",
     "register_plugin": "remsvc_core.plugins",
-    "PluginError": "remsvc_core.plugins",
+    "PluginError": "remsvc_core.errors",
     "StreamInfo": "remsvc_core.hookspecs",
     "resolve_handler": "remsvc_core.handlers",
     "list_handlers": "remsvc_core.handlers",
@@ -51,7 +51,7 @@ _EXPORTS = {
     "ServerConfigError": "remsvc_core.errors",
     "HandlerError": "remsvc_core.errors",
     "HandlerNotFoundError": "remsvc_core.errors",
-    "StreamError": "remsvc_core.errors",
+    "CallError": "remsvc_core.errors",
     "StopStream": "remsvc_core.errors",
     "ResultPipeline": "remsvc_core.handlers",
     "HandlerInfo": "remsvc_core.handlers",
@@ -89,14 +89,15 @@ if TYPE_CHECKING:
         run_commands_sync as run_commands_sync,
     )
     from remsvc_core.errors import (
+        CallError as CallError,
         CommandValidationError as CommandValidationError,
         HandlerError as HandlerError,
         HandlerNotFoundError as HandlerNotFoundError,
+        PluginError as PluginError,
         RemSvcError as RemSvcError,
         ServerConfigError as ServerConfigError,
         SettingsError as SettingsError,
         StopStream as StopStream,
-        StreamError as StreamError,
     )
     from remsvc_core.handlers import (
         HandlerInfo as HandlerInfo,
@@ -112,7 +113,6 @@ if TYPE_CHECKING:
         hookimpl as hookimpl,
     )
     from remsvc_core.plugins import (
-        PluginError as PluginError,
         register_plugin as register_plugin,
     )
     from remsvc_core.probes import (

@@ -14,15 +14,14 @@ command had been handed to the transport yet.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -33,12 +32,12 @@ from remsvc_core.errors import CommandValidationError, SettingsError
 from remsvc_core.hookspecs import StreamInfo
 from remsvc_core.plugins import StreamHooks
 from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
-from remsvc_core.settings import ChannelSettings
+from remsvc_core.settings import ChannelSettings, check_timeout
+from remsvc_core.synchronous import synchronous
 
 __all__ = ["NO_RETRY", "RETRYABLE_CODES", "RetryPolicy", "run_commands", "run_commands_sync"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: gRPC codes that mean "try again later": retried, but only before the first write.
 RETRYABLE_CODES = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
@@ -153,14 +152,6 @@ def _as_batch(commands: Any, default_src: str) -> tuple[list[Command], list[byte
                 f"UTF-8 ({exc.reason} at position {exc.start}); remove the lone surrogate"
             ) from exc
     return batch, encoded
-
-
-def _check_timeout(stream_timeout: float) -> float:
-    if not _finite_number(stream_timeout) or stream_timeout <= 0:
-        raise SettingsError(
-            f"stream_timeout must be a positive number of seconds, got {stream_timeout!r}"
-        )
-    return float(stream_timeout)
 
 
 def _status_of(exc: grpc.aio.AioRpcError) -> tuple[str, str]:
@@ -625,7 +616,7 @@ async def run_commands(
     ``retry`` (default ``RetryPolicy()``) applies only while no command was written.
 
     Raises :class:`CommandValidationError`, :class:`SettingsError` or
-    :class:`~remsvc_core.plugins.PluginError` for bad input, before sending anything.
+    :class:`~remsvc_core.errors.PluginError` for bad input, before sending anything.
     A failing stream does not raise: the outcome says how it ended.
     """
     if not isinstance(settings, ChannelSettings):
@@ -634,7 +625,7 @@ async def run_commands(
             "with remsvc_core.settings_from_fields(host, port, extras)"
         )
     batch, encoded = _as_batch(commands, default_src)
-    timeout = _check_timeout(stream_timeout)
+    timeout = check_timeout(stream_timeout)
     call_metadata = tuple(settings.call_metadata(metadata))
     policy = retry if retry is not None else RetryPolicy()
     if not isinstance(policy, RetryPolicy):
@@ -647,44 +638,12 @@ async def run_commands(
     return await stream.run()
 
 
-def run_commands_sync(
-    commands: Any,
-    settings: ChannelSettings,
-    *,
-    stream_timeout: float = 3600.0,
-    metadata: Iterable[tuple[str, str]] = (),
-    hooks: Sequence[object] = (),
-    retry: RetryPolicy | None = None,
-    default_src: str = "",
-) -> StreamOutcome:
-    """:func:`run_commands` for code without an event loop (scripts, the CLI, notebooks).
+run_commands_sync = synchronous(
+    run_commands,
+    doc=""":func:`run_commands` for code without an event loop (scripts, the CLI, notebooks).
 
-    Inside a thread whose event loop is already running (Jupyter), the stream runs on
-    a fresh loop in a worker thread, because the calling thread cannot wait on itself.
-    """
-
-    async def main() -> StreamOutcome:
-        try:
-            return await run_commands(
-                commands,
-                settings,
-                stream_timeout=stream_timeout,
-                metadata=metadata,
-                hooks=hooks,
-                retry=retry,
-                default_src=default_src,
-            )
-        finally:
-            await channels.close_channels()
-
-    return run_sync(main)
-
-
-def run_sync(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run the coroutine function ``main`` to completion from synchronous code."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="remsvc-sync") as pool:
-        return pool.submit(lambda: asyncio.run(main())).result()
+    Same arguments and result. Inside a thread whose event loop is already running
+    (Jupyter), the stream runs on a fresh loop in a worker thread, because the calling
+    thread cannot wait on itself.
+    """,
+)

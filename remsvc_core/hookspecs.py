@@ -38,7 +38,7 @@ How hooks are called
     * Implementations run in pluggy's order: the most recently registered first,
       ``tryfirst``/``trylast`` respected. Wrappers (``wrapper=True`` /
       ``hookwrapper=True``) are not supported: such a plugin is refused when it is
-      registered (:class:`~remsvc_core.plugins.PluginError`), as is one that implements
+      registered (:class:`~remsvc_core.errors.PluginError`), as is one that implements
       no hook, a misspelled hook, or a hook with arguments its specification lacks.
     * Return values are ignored: hooks observe a stream, they do not steer it (except
       by raising :class:`~remsvc_core.errors.StopStream`).

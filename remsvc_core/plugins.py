@@ -26,7 +26,7 @@ from typing import Any
 import pluggy
 
 from remsvc_core import hookspecs
-from remsvc_core.errors import RemSvcError, StopStream
+from remsvc_core.errors import PluginError, StopStream
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -46,10 +46,6 @@ __all__ = [
 ENTRY_POINT_GROUP = "remsvc.plugins"
 
 log = logging.getLogger(__name__)
-
-
-class PluginError(RemSvcError, ValueError):
-    """A plugin object cannot be used (no hooks, unknown hook name, bad signature)."""
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Any
 import grpc.aio
 
 from remsvc_core import channels, wire
-from remsvc_core.engine import run_sync
-from remsvc_core.errors import RemSvcError, SettingsError
-from remsvc_core.settings import ChannelSettings
+from remsvc_core.errors import CallError, SettingsError
+from remsvc_core.settings import ChannelSettings, check_timeout
+from remsvc_core.synchronous import synchronous
 
 __all__ = ["PingReply", "StatusReply", "get_status", "get_status_sync", "ping", "ping_sync"]
 
@@ -57,8 +57,7 @@ class StatusReply:
 def _check(settings: ChannelSettings, timeout: float) -> None:
     if not isinstance(settings, ChannelSettings):
         raise SettingsError(f"settings must be a ChannelSettings, got {type(settings).__name__}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise SettingsError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    check_timeout(timeout, "timeout")
 
 
 async def _unary(
@@ -87,18 +86,26 @@ async def _unary(
         code = exc.code()
         name = code.name if code is not None else "UNKNOWN"
         hint = _HINTS.get(name, "")
-        raise RemSvcError(
-            f"{what} to {settings.target} failed with {name}: {exc.details() or 'no details'}"
-            + (f" ({hint})" if hint else "")
+        details = exc.details() or ""
+        raise CallError(
+            f"{what} to {settings.target} failed with {name}: {details or 'no details'}"
+            + (f" ({hint})" if hint else ""),
+            code=name,
+            details=details,
+            target=settings.target,
         ) from None
     except asyncio.TimeoutError:
-        raise RemSvcError(f"{what} to {settings.target} got no answer within {timeout}s") from None
+        raise CallError(
+            f"{what} to {settings.target} got no answer within {timeout}s",
+            code="DEADLINE_EXCEEDED",
+            target=settings.target,
+        ) from None
 
 
 async def ping(
     settings: ChannelSettings, *, timeout: float = 10.0, metadata: Iterable[tuple[str, str]] = ()
 ) -> PingReply:
-    """Ping the server; raises :class:`RemSvcError` naming target and gRPC code on failure."""
+    """Ping the server; a failed call raises :class:`~remsvc_core.errors.CallError`."""
     seq = next(_sequence) % 2**31
     payload = seq.to_bytes(4, "big")
     sent = time.monotonic()
@@ -113,9 +120,11 @@ async def ping(
     )
     latency = time.monotonic() - sent
     if pong.seq != seq or pong.data != payload:
-        raise RemSvcError(
+        raise CallError(
             f"Ping to {settings.target} came back altered (sent seq {seq}, got {pong.seq}); "
-            "the server is not speaking the RemSvc protocol"
+            "the server is not speaking the RemSvc protocol",
+            code="DATA_LOSS",
+            target=settings.target,
         )
     return PingReply(target=settings.target, seq=seq, latency_s=latency)
 
@@ -123,7 +132,7 @@ async def ping(
 async def get_status(
     settings: ChannelSettings, *, timeout: float = 10.0, metadata: Iterable[tuple[str, str]] = ()
 ) -> StatusReply:
-    """Ask the server for its status line; raises :class:`RemSvcError` on failure."""
+    """The server's status line; a failed call raises :class:`~remsvc_core.errors.CallError`."""
     status = await _unary(
         "GetStatus",
         wire.METHOD_STATUS,
@@ -136,29 +145,5 @@ async def get_status(
     return StatusReply(target=settings.target, rc=status.rc, msg=status.msg)
 
 
-def ping_sync(
-    settings: ChannelSettings, *, timeout: float = 10.0, metadata: Iterable[tuple[str, str]] = ()
-) -> PingReply:
-    """:func:`ping` from synchronous code (also inside a running loop, as in Jupyter)."""
-
-    async def main() -> PingReply:
-        try:
-            return await ping(settings, timeout=timeout, metadata=metadata)
-        finally:
-            await channels.close_channels()
-
-    return run_sync(main)
-
-
-def get_status_sync(
-    settings: ChannelSettings, *, timeout: float = 10.0, metadata: Iterable[tuple[str, str]] = ()
-) -> StatusReply:
-    """:func:`get_status` from synchronous code."""
-
-    async def main() -> StatusReply:
-        try:
-            return await get_status(settings, timeout=timeout, metadata=metadata)
-        finally:
-            await channels.close_channels()
-
-    return run_sync(main)
+ping_sync = synchronous(ping)
+get_status_sync = synchronous(get_status)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -103,6 +104,33 @@ class ChannelSettings:
         if self.bearer_token:
             parts.append("bearer token")
         return ", ".join(parts)
+
+
+def check_timeout(value: object, name: str = "stream_timeout") -> float:
+    """``value`` as a positive, finite number of seconds, or :class:`SettingsError`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise SettingsError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def user_metadata(
+    items: Iterable[tuple[str, str]] | Any, *, why: str, fix: str
+) -> tuple[tuple[str, str], ...]:
+    """Call metadata a user typed in, normalised, with ``authorization`` refused.
+
+    Metadata given as an operator argument is stored in Airflow's database, and on a
+    command line every local user sees it in ``ps``: no place for a credential.
+    ``why`` says why it is refused there, ``fix`` where the token belongs instead.
+    """
+    pairs = normalise_metadata(items)
+    if any(key == "authorization" for key, _ in pairs):
+        raise SettingsError(f"metadata must not contain 'authorization': {why}. {fix}")
+    return pairs
 
 
 def normalise_metadata(items: Iterable[tuple[str, str]] | Any) -> tuple[tuple[str, str], ...]:

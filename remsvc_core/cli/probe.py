@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from remsvc_core.cli.exit_codes import ConnectionFailure
-from remsvc_core.errors import CommandValidationError, RemSvcError, SettingsError
+from remsvc_core.errors import CallError
 
 T = TypeVar("T")
 
@@ -16,10 +16,8 @@ def call_probe(call: Callable[[], T]) -> T:
     :class:`ConnectionFailure`. Bad settings stay usage errors."""
     try:
         return call()
-    except (SettingsError, CommandValidationError):
-        raise
-    except RemSvcError as exc:
+    except CallError as exc:
         message = str(exc)
-        if "UNAUTHENTICATED" in message:
+        if exc.code == "UNAUTHENTICATED":
             message += "; give the token with --token-file PATH or --token-env VAR"
         raise ConnectionFailure(message) from None

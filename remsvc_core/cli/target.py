@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.connection import settings_from_uri
 from remsvc_core.secret import Secret
-from remsvc_core.settings import DEFAULT_PORT, ChannelSettings
+from remsvc_core.settings import DEFAULT_PORT, ChannelSettings, user_metadata
 
 DEFAULT_TOKEN_ENV = "REMSVC_TOKEN"
 _TOKEN_HINT = "use --token-file PATH or --token-env VAR instead (a command line is visible in ps)"
@@ -99,10 +99,10 @@ def parse_metadata(items: Sequence[str]) -> tuple[tuple[str, str], ...]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"--metadata {item!r} is not KEY=VALUE, e.g. --metadata team=ops")
-        if key.strip().lower() == "authorization":
-            raise UsageError(f"--metadata authorization is refused; {_TOKEN_HINT}")
-        pairs.append((key.strip().lower(), value))
-    return tuple(pairs)
+        pairs.append((key.strip(), value))
+    return user_metadata(
+        pairs, why="--metadata is visible to every local user in ps", fix=_TOKEN_HINT.capitalize()
+    )
 
 
 def read_token(args: argparse.Namespace) -> Secret | None:

@@ -13,16 +13,15 @@ pushed; then, if the check failed, the task fails, naming every failed tid.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
 from remsvc_core.commands import Command, validate_commands
-from remsvc_core.errors import RemSvcError, SettingsError
+from remsvc_core.errors import RemSvcError
 from remsvc_core.handlers import ResultPipeline, resolve_handler
 from remsvc_core.results import StreamOutcome
-from remsvc_core.settings import normalise_metadata
+from remsvc_core.settings import check_timeout, user_metadata
 from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator
 from remsvc_provider._failure import describe_failures, pipeline_failures
 from remsvc_provider.hooks.remsvc import RemSvcHook
@@ -247,25 +246,17 @@ def check_static_arguments(
 
 
 def check_stream_timeout(stream_timeout: Any) -> None:
-    if not isinstance(stream_timeout, (int, float)) or isinstance(stream_timeout, bool):
-        if not is_static(stream_timeout):
-            return  # mapped or templated: the engine checks the value it gets
-        raise SettingsError(
-            f"stream_timeout must be a number of seconds, got {type(stream_timeout).__name__}"
-        )
-    if not math.isfinite(stream_timeout) or stream_timeout <= 0:
-        raise SettingsError(f"stream_timeout must be a positive number, got {stream_timeout}")
+    if is_static(stream_timeout):  # mapped or templated: the engine checks the value it gets
+        check_timeout(stream_timeout)
 
 
 def check_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
     """Validate extra call metadata; a credential in it would be stored in plain text."""
-    pairs = normalise_metadata(metadata or ())
-    if any(key == "authorization" for key, _ in pairs):
-        raise SettingsError(
-            "metadata must not contain 'authorization': operator arguments are stored in "
-            "the metadata database. Put the token in the connection's bearer_token field"
-        )
-    return pairs
+    return user_metadata(
+        metadata or (),
+        why="operator arguments are stored in the metadata database",
+        fix="Put the token in the connection's bearer_token field",
+    )
 
 
 def is_static(value: Any) -> bool:
