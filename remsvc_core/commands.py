@@ -75,6 +75,26 @@ def validate_commands(
     return [_validate_one(index, item, default_src) for index, item in enumerate(commands)]
 
 
+def as_batch(commands: Sequence[CommandInput] | Any, *, default_src: str = "") -> list[Command]:
+    """The batch to send: ``commands`` validated, or kept as they are when they already
+    are validated :class:`Command` objects (whose tids must then be usable)."""
+    if (
+        isinstance(commands, Sequence)
+        and not isinstance(commands, (str, bytes))
+        and commands
+        and all(isinstance(item, Command) for item in commands)
+    ):
+        batch = list(commands)
+        tids = [command.tid for command in batch]
+        if len(set(tids)) != len(tids) or min(tids) < 1 or max(tids) > _INT32_MAX:
+            raise CommandValidationError(
+                "already-validated commands must have distinct tids between 1 and 2**31-1; "
+                "pass the raw command dicts instead and let remsvc number them"
+            )
+        return batch
+    return validate_commands(commands, default_src=default_src)
+
+
 def _validate_one(index: int, item: CommandInput, default_src: str) -> Command:
     where = f"commands[{index}]"
     if isinstance(item, str):

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remsvc_core.commands import Command
+from remsvc_core.verdict import OK, judge
 
-OK = "OK"
 RESULT_KEYS = ("tid", "rc", "out", "err", "hsh", "cmd")
 
 
@@ -137,25 +137,9 @@ class StreamOutcome:
         return {tid: self.results[tid].as_dict() for tid in sorted(self.results)}
 
     def describe_failure(self) -> str:
-        """One paragraph saying how the stream fell short; empty when it did not."""
-        problems = []
-        if self.status_code != OK:
-            problems.append(
-                f"stream ended with {self.status_code}: {self.status_details}".rstrip(": ")
-            )
-        missing = self.missing_tids
-        if missing:
-            problems.append(f"no result for tid(s) {_tid_list(missing)}")
-        if self.unexpected:
-            problems.append(
-                "unexpected responses: "
-                + ", ".join(f"tid {u.tid} ({u.reason})" for u in self.unexpected[:10])
-            )
-        if problems:
-            problems.append(
-                f"{len(self.results)} of {len(self.commands)} result(s) arrived and are kept"
-            )
-        return "; ".join(problems)
+        """One paragraph saying how the stream fell short (exit codes aside); empty
+        when it did not. The decision is :func:`remsvc_core.verdict.judge`'s."""
+        return "; ".join(judge(self).stream_problems())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -195,8 +179,3 @@ class StreamOutcome:
             target=str(data.get("target", "")),
             plugin_errors=[str(e) for e in data.get("plugin_errors", [])],
         )
-
-
-def _tid_list(tids: list[int], limit: int = 20) -> str:
-    shown = ", ".join(map(str, tids[:limit]))
-    return shown + (f" and {len(tids) - limit} more" if len(tids) > limit else "")

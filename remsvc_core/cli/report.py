@@ -7,11 +7,11 @@ then the value is printed, and only then does a failure set the exit status.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
+from remsvc_core import verdict
 from remsvc_core.cli import exit_codes
 from remsvc_core.cli.output import (
     render_csv,
@@ -22,72 +22,51 @@ from remsvc_core.cli.output import (
     terminal_width,
     to_jsonable,
 )
-from remsvc_core.results import OK, RESULT_KEYS, StreamOutcome
-
-# Statuses that mean we never got to talk to the server properly, not that a command failed.
-CONNECTION_STATUSES = frozenset({"UNAVAILABLE", "UNAUTHENTICATED"})
-
-
-class SuccessCheck(Protocol):
-    def is_success(self, result: Any) -> bool: ...
+from remsvc_core.handlers import ResultPipeline
+from remsvc_core.results import RESULT_KEYS, StreamOutcome
+from remsvc_core.verdict import Verdict
 
 
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """Did the run succeed, and if not, why (one line per problem)."""
-
-    failed_tids: tuple[int, ...] = ()
-    problems: tuple[str, ...] = ()
-    connection_failed: bool = False
-    handler_failed: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    @property
-    def exit_status(self) -> int:
-        if self.connection_failed:
-            return exit_codes.CONNECTION
-        return exit_codes.OK if self.ok else exit_codes.FAILED
-
-    def with_problem(self, problem: str) -> Verdict:
-        return dataclasses.replace(self, problems=(*self.problems, problem), handler_failed=True)
+def judge(outcome: StreamOutcome, pipeline: ResultPipeline) -> Verdict:
+    """The run's verdict: every raw result against the pipeline's accepted exit codes."""
+    return verdict.judge(outcome, pipeline.accepted_rcs)
 
 
-def judge(outcome: StreamOutcome, pipeline: SuccessCheck) -> Verdict:
-    """The success check on every raw result, the missing tids and the stream status."""
-    raw = outcome.raw_results()
-    failed = tuple(tid for tid, result in raw.items() if not pipeline.is_success(result))
-    problems = []
-    if failed:
-        listed = ", ".join(f"tid {tid} (rc {raw[tid]['rc']})" for tid in failed[:10])
-        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        problems.append(
-            f"{len(failed)} of {len(outcome.commands)} command(s) failed: {listed}{more}"
-        )
-    connection_failed = outcome.status_code in CONNECTION_STATUSES
-    if outcome.status_code != OK or outcome.missing_tids:
-        problems.append(outcome.describe_failure())
-        if connection_failed:
-            problems.append(_connection_hint(outcome))
-    return Verdict(
-        failed_tids=failed, problems=tuple(problems), connection_failed=connection_failed
-    )
+def exit_status(judged: Verdict) -> int:
+    """The exit status a verdict maps to (see EXIT_STATUS_HELP)."""
+    if judged.connection_failed:
+        return exit_codes.CONNECTION
+    return exit_codes.OK if judged.ok else exit_codes.FAILED
 
 
-def _connection_hint(outcome: StreamOutcome) -> str:
-    if outcome.status_code == "UNAUTHENTICATED":
+def problems(judged: Verdict) -> list[str]:
+    """The verdict as the lines ``remsvc run`` prints after ``remsvc:``."""
+    lines = []
+    if judged.failed:
+        listed = verdict.listed([f"tid {r.tid} (rc {r.rc})" for r in judged.failed], 10)
+        lines.append(f"{len(judged.failed)} of {judged.commands} command(s) failed: {listed}")
+    stream = judged.stream_problems()
+    if stream:
+        lines.append("; ".join(stream))
+        if judged.connection_failed:
+            lines.append(_connection_hint(judged))
+    if judged.handler_error:
+        lines.append(f"handler failed: {judged.handler_error}")
+    return lines
+
+
+def _connection_hint(judged: Verdict) -> str:
+    if judged.status_code == "UNAUTHENTICATED":
         return "the server refused the token: check --token-file/--token-env (or $REMSVC_TOKEN)"
     return (
-        f"could not talk to {outcome.target or 'the server'}: check --target/--conn, that the "
+        f"could not talk to {judged.target or 'the server'}: check --target/--conn, that the "
         "server is running, and the TLS options (--tls, --ca-cert, --client-cert)"
     )
 
 
 def print_outcome(
     outcome: StreamOutcome,
-    verdict: Verdict,
+    judged: Verdict,
     value: Any,
     output_format: str,
     *,
@@ -101,10 +80,10 @@ def print_outcome(
     if output_format == "json":
         document = outcome.to_json()
         document.update(
-            ok=verdict.ok,
-            exit_status=verdict.exit_status,
-            failed_tids=list(verdict.failed_tids),
-            problems=list(verdict.problems),
+            ok=judged.ok,
+            exit_status=exit_status(judged),
+            failed_tids=judged.failed_tids,
+            problems=problems(judged),
         )
         if shaped:
             document["handlers"] = list(handler_names)
@@ -118,7 +97,7 @@ def print_outcome(
         elif table[1]:
             sys.stdout.write(render_table(result_view(table), terminal_width(sys.stdout)))
     sys.stdout.flush()
-    _print_summary(outcome, verdict)
+    _print_summary(outcome, judged)
 
 
 def _raw_table(outcome: StreamOutcome) -> tuple[list[str], list[list[Any]]]:
@@ -126,15 +105,15 @@ def _raw_table(outcome: StreamOutcome) -> tuple[list[str], list[list[Any]]]:
     return list(RESULT_KEYS), rows
 
 
-def _print_summary(outcome: StreamOutcome, verdict: Verdict) -> None:
+def _print_summary(outcome: StreamOutcome, judged: Verdict) -> None:
     lines = []
-    if verdict.ok:
+    if judged.ok:
         where = f" on {outcome.target}" if outcome.target else ""
         lines.append(
             f"{len(outcome.commands)} command(s) succeeded{where} in {outcome.elapsed_s:.2f} s"
         )
     else:
-        lines.extend(verdict.problems)
+        lines.extend(problems(judged))
     lines.extend(
         f"warning: unexpected response for tid {u.tid} ({u.reason})"
         for u in outcome.unexpected[:10]

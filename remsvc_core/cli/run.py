@@ -13,7 +13,7 @@ from remsvc_core.cli import exit_codes
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.cli.inputs import load_commands, parse_cmdtyp
 from remsvc_core.cli.output import FORMATS, silence_stdout
-from remsvc_core.cli.report import judge, print_outcome
+from remsvc_core.cli.report import exit_status, judge, print_outcome
 from remsvc_core.cli.target import add_target_arguments, server_settings
 from remsvc_core.commands import Command
 from remsvc_core.errors import HandlerError
@@ -209,7 +209,7 @@ def execute(args: argparse.Namespace) -> int:
         try:
             value = pipeline.apply(outcome)  # the pipeline builds its rows from the outcome once
         except HandlerError as exc:
-            verdict = verdict.with_problem(f"handler failed: {exc}")
+            verdict = verdict.with_handler_error(str(exc))
     try:
         print_outcome(
             outcome,
@@ -217,13 +217,13 @@ def execute(args: argparse.Namespace) -> int:
             value,
             output_format,
             handler_names=list(pipeline.names)
-            if args.handler and not verdict.handler_failed
+            if args.handler and verdict.handler_error is None
             else [],
         )
     except BrokenPipeError:
         # `remsvc run ... | head`: the reader left early; the verdict still stands.
         silence_stdout()
-    return verdict.exit_status
+    return exit_status(verdict)
 
 
 def _run(

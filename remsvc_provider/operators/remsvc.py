@@ -22,8 +22,9 @@ from remsvc_core.errors import RemSvcError
 from remsvc_core.handlers import ResultPipeline, resolve_handler
 from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import check_timeout, user_metadata
+from remsvc_core.verdict import judge
 from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator
-from remsvc_provider._failure import describe_failures, pipeline_failures
+from remsvc_provider._failure import failure_message
 from remsvc_provider.hooks.remsvc import RemSvcHook
 from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
 
@@ -164,19 +165,18 @@ class RemSvcOperator(BaseOperator):
     def _report(self, context: Any, outcome: StreamOutcome) -> Any:
         pipeline = self._pipeline
         raw = outcome.raw_results()
-        problems = pipeline_failures(outcome, pipeline)
+        judged = judge(outcome, pipeline.accepted_rcs)
         for error in outcome.plugin_errors:
             self.log.warning("A result plugin failed (not fatal): %s", error)
         for item in outcome.unexpected:
             self.log.warning("Ignored an unexpected response: tid %d (%s)", item.tid, item.reason)
         try:
             shaped = pipeline.apply(raw)
-            handler_error = None
         except Exception as exc:
             # The results are real even if shaping them failed: keep them, sorted.
             shaped = [raw[tid] for tid in sorted(raw)]
-            handler_error = f"the result handler failed: {exc}"
-        message = describe_failures(self.task_id, outcome, problems, handler_error=handler_error)
+            judged = judged.with_handler_error(str(exc))
+        message = failure_message(self.task_id, judged)
         if message is None:
             self.log.info(
                 "All %d command(s) succeeded on %s in %.2fs",

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import doctest
 
+from support.wire_reading import decode_response
+
 import remsvc_core.hashing
 from remsvc_core.commands import Command
-from remsvc_core.wire import decode_response, encode_command, pb
+from remsvc_core.wire import encode_command, pb
 
 
 def test_crc32_examples_from_the_protocol() -> None:

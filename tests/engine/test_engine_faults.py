@@ -193,9 +193,9 @@ async def test_unanswered_commands_on_the_wire_are_bounded(misbehaving):
 async def test_server_that_answers_only_after_the_whole_batch(misbehaving, monkeypatch):
     """Not how RemSvc servers behave, but it must not hang: after a spell without any
     answer the engine sends the rest of the batch regardless of the window."""
-    from remsvc_core import engine
+    from remsvc_core import send_window
 
-    monkeypatch.setattr(engine, "_FIRST_ANSWER_PATIENCE_S", 0.3)  # a tuning knob, not a mock
+    monkeypatch.setattr(send_window, "FIRST_ANSWER_PATIENCE_S", 0.3)  # a tuning knob, not a mock
     server = misbehaving(reverse=True)
     commands = [f"echo {i}" for i in range(600)]
 

