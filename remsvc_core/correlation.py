@@ -77,7 +77,7 @@ class Correlator:
             self._window.answered(None)
             self._malformed(response)
             return None
-        tid, rc, out, err, hsh, replaced = response
+        tid, rc, out, err, hsh, replaced, _ext = response
         self._window.answered(tid)
         sent = self._sent_at.get(tid)  # only tids of this batch are ever sent
         results = self._outcome.results

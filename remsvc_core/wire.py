@@ -63,6 +63,9 @@ def _lenient_response_class() -> Any:
         ("out", 3, fields.TYPE_BYTES),
         ("err", 4, fields.TYPE_BYTES),
         ("hsh", 5, fields.TYPE_BYTES),
+        # The extension field (docs/protocol-extensions.md), read as its raw bytes
+        # (a message and bytes are the same on the wire) and parsed by the real class.
+        ("ext", 16, fields.TYPE_BYTES),
     ):
         message.field.add(name=name, number=number, type=kind, label=fields.LABEL_OPTIONAL)
     # A private pool: nothing else in the process can clash with these names.
@@ -87,9 +90,10 @@ _NUMBER_TAGS = (_TAG_RC, _TAG_TID)
 _VARINT_MAX_SHIFT = 63  # a varint has at most 10 bytes (7 bits each)
 
 #: A ``RemResMsg`` read leniently, as a plain tuple (the cheapest record to build, and
-#: one is built per result): (tid, rc, out, err, hsh, replaced), where ``replaced``
-#: tells that ``out``/``err``/``hsh`` held bytes that were not UTF-8.
-ResponseFields = tuple[int, int, str, str, str, bool]
+#: one is built per result): (tid, rc, out, err, hsh, replaced, ext), where
+#: ``replaced`` tells that ``out``/``err``/``hsh`` held bytes that were not UTF-8 and
+#: ``ext`` is the extension field (``pb.RemResExt``), or None when it was not sent.
+ResponseFields = tuple[int, int, str, str, str, bool, Any]
 
 
 def read_response(data: bytes) -> ResponseFields:
@@ -147,18 +151,20 @@ def read_response(data: bytes) -> ResponseFields:
     except IndexError:  # the bytes end inside a varint
         return _read_with_protobuf(data)
     try:
-        return tid, rc, str(out, "utf-8"), str(err, "utf-8"), str(hsh, "utf-8"), False
+        return tid, rc, str(out, "utf-8"), str(err, "utf-8"), str(hsh, "utf-8"), False, None
     except UnicodeDecodeError:
-        return _lenient_fields(tid, rc, out, err, hsh)
+        return _lenient_fields(tid, rc, None, out, err, hsh)
 
 
 def _read_with_protobuf(data: bytes) -> ResponseFields:
-    """Anything :func:`read_response` does not expect, read (or refused) by protobuf."""
+    """Anything :func:`read_response` does not expect, read (or refused) by protobuf:
+    odd encodings, unknown fields, and the extension field."""
     message = _LenientRemResMsg.FromString(data)
-    return _lenient_fields(message.tid, message.rc, message.out, message.err, message.hsh)
+    ext = pb.RemResExt.FromString(message.ext) if message.ext else None
+    return _lenient_fields(message.tid, message.rc, ext, message.out, message.err, message.hsh)
 
 
-def _lenient_fields(tid: int, rc: int, *texts: bytes | memoryview) -> ResponseFields:
+def _lenient_fields(tid: int, rc: int, ext: Any, *texts: bytes | memoryview) -> ResponseFields:
     replaced = False
     decoded: list[str] = []
     for text in texts:
@@ -168,7 +174,7 @@ def _lenient_fields(tid: int, rc: int, *texts: bytes | memoryview) -> ResponseFi
             decoded.append(str(text, "utf-8", "replace"))
             replaced = True
     out, err, hsh = decoded
-    return tid, rc, out, err, hsh, replaced
+    return tid, rc, out, err, hsh, replaced, ext
 
 
 def encode_command(command: Command) -> bytes:

@@ -6,7 +6,7 @@ cheapest record to build once per result; tests want to name the fields.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from remsvc_core import wire
 
@@ -18,6 +18,7 @@ class Response(NamedTuple):
     err: str
     hsh: str
     replaced: bool
+    ext: Any = None
 
 
 def decode_response(data: bytes) -> Response:
