@@ -18,6 +18,7 @@ import contextlib
 import enum
 import logging
 import math
+import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -26,7 +27,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from remsvc_core import channels, plugins, wire
+from remsvc_core import channels, extensions, plugins, wire
 from remsvc_core.commands import Command, as_batch
 from remsvc_core.correlation import Correlator, decode_or_malformed
 from remsvc_core.errors import SettingsError
@@ -38,9 +39,9 @@ from remsvc_core.grpc_workaround import (
     status_of,
 )
 from remsvc_core.hookspecs import StreamInfo
+from remsvc_core.output import OutputAssembler
 from remsvc_core.plugins import StreamHooks
 from remsvc_core.results import StreamOutcome
-from remsvc_core.send_window import SendWindow
 from remsvc_core.settings import ChannelSettings, check_timeout
 from remsvc_core.synchronous import synchronous
 
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 RETRYABLE_CODES = frozenset({"UNAVAILABLE", "RESOURCE_EXHAUSTED"})
 CANCELLED = "CANCELLED"
 DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+#: Asked by default: silent long commands keep proxies from dropping the connection.
+DEFAULT_HEARTBEAT_S = 30.0
 _LOCAL_TIMEOUT_GRACE_S = 1.0
 
 
@@ -98,12 +101,38 @@ NO_RETRY = RetryPolicy(attempts=1)
 
 
 class Phase(enum.Enum):
-    """Where a stream is in its life. It only moves forward."""
+    """Where a stream is in its life. It only moves forward.
+
+    From WRITING on, a command may have reached the server, so the batch is never sent
+    again, with one exception: a server that keeps batches (``batch/1`` granted)
+    answers a re-attach from its journal instead of running anything twice.
+    """
 
     CONNECTING = "connecting"  # no attempt has reached the server yet
     CONNECTED = "connected"  # connected, nothing handed to the transport: may be retried
     WRITING = "writing"  # a command may have reached the server: never retried from here
     FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class Extras:
+    """What a stream asks of the server beyond the classic protocol (see
+    docs/protocol-extensions.md); a server that grants nothing gets a classic stream."""
+
+    batch_key: str | None = None
+    output: bool = False
+    heartbeat_s: float | None = None
+    usage: bool = False
+    spill_dir: str | os.PathLike[str] | None = None
+    spill_bytes: int | None = None
+
+    def metadata(self) -> list[tuple[str, str]]:
+        return extensions.request_metadata(
+            batch_key=self.batch_key,
+            output=self.output,
+            heartbeat_s=self.heartbeat_s,
+            usage=self.usage,
+        )
 
 
 class _Stream:
@@ -117,11 +146,15 @@ class _Stream:
         stream_timeout: float,
         policy: RetryPolicy,
         hooks: StreamHooks,
+        extras: Extras,
     ) -> None:
         self.batch = batch
         self.encoded = wire.encode_batch(batch)
         self.settings = settings
-        self.metadata = metadata
+        self.asked = extras.metadata()
+        self.metadata = (*metadata, *self.asked)
+        self.extras = extras
+        self.granted: frozenset[str] = frozenset()
         self.stream_timeout = stream_timeout
         self.policy = policy
         self.hooks = hooks
@@ -133,8 +166,14 @@ class _Stream:
         self.info = StreamInfo(
             stream_id=uuid.uuid4().hex, target=settings.target, commands=tuple(batch)
         )
-        self.window = SendWindow(label=self.info.stream_id)
-        self.correlator = Correlator(batch, self.outcome, hooks, self.window, self.info)
+        self.correlator = Correlator(
+            batch,
+            self.outcome,
+            hooks,
+            self.info,
+            assembler=OutputAssembler(spill_dir=extras.spill_dir, spill_bytes=extras.spill_bytes),
+            usage_asked=extras.usage,
+        )
         self.writer_error: str | None = None
 
     async def run(self) -> StreamOutcome:
@@ -150,19 +189,30 @@ class _Stream:
             attempt = 1
             while True:
                 self.outcome.attempts = attempt
-                self.info = self.correlator.info = replace(self.info, attempt=attempt)
+                self.info = replace(self.info, attempt=attempt)
+                self.window = self.correlator.begin_attempt(self.info)
                 self._set_status(*await self._attempt(channel))
                 delay = self._retry_delay()
                 if delay is None:
                     break
-                log.info(
-                    "stream %s: %s not reachable (%s), nothing sent; retry %d in %.2fs",
-                    self.info.stream_id,
-                    self.settings.target,
-                    self.outcome.status_code,
-                    attempt,
-                    delay,
-                )
+                if self.phase is Phase.WRITING:
+                    log.info(
+                        "stream %s: batch %s lost its stream (%s: %s); re-attaching in %.2fs",
+                        self.info.stream_id,
+                        self.extras.batch_key,
+                        self.outcome.status_code,
+                        self.outcome.status_details,
+                        delay,
+                    )
+                else:
+                    log.info(
+                        "stream %s: %s not reachable (%s), nothing sent; retry %d in %.2fs",
+                        self.info.stream_id,
+                        self.settings.target,
+                        self.outcome.status_code,
+                        attempt,
+                        delay,
+                    )
                 await asyncio.sleep(delay)
                 attempt += 1
         except asyncio.CancelledError:
@@ -179,16 +229,53 @@ class _Stream:
     def _retry_delay(self) -> float | None:
         """Seconds to wait before trying again, or None when this was the last try."""
         attempt = self.outcome.attempts
-        if (
+        if self._may_reattach():
+            delay = self.policy.backoff_s(min(attempt, 8))
+        elif (
             self.phase is Phase.WRITING  # a command may have run: never twice
             or self.outcome.status_code not in RETRYABLE_CODES
             or attempt >= self.policy.attempts
         ):
             return None
-        delay = self.policy.backoff_s(attempt)
+        else:
+            delay = self.policy.backoff_s(attempt)
         if self.loop.time() + delay >= self.deadline:
             return None
         return delay
+
+    def _may_reattach(self) -> bool:
+        """A keyed stream may try again after writing when the server keeps its batch:
+        refused because another stream holds the batch (nothing ran for this call),
+        or lost on the way after the server granted batch/1 (its journal answers)."""
+        if self.extras.batch_key is None or self.outcome.complete:
+            return False
+        code, details = self.outcome.status_code, self.outcome.status_details
+        if code == "ABORTED" and details.startswith(extensions.ATTACHED_ELSEWHERE):
+            return True
+        return extensions.BATCH in self.granted and code == "UNAVAILABLE"
+
+    def _granted(self, initial_metadata: Any) -> None:
+        """Note what the server granted; say once what is not (the classic behaviour)."""
+        granted = extensions.granted_by(initial_metadata)
+        first = not self.outcome.extensions and self.outcome.attempts == 1
+        self.granted = granted
+        self.outcome.extensions = sorted(granted)
+        refused = [token for token in extensions.tokens_asked(self.asked) if token not in granted]
+        if not refused or not first:
+            return
+        consequence = (
+            "; if this stream is lost, running the batch again runs every command again "
+            "(at least once)"
+            if extensions.BATCH in refused
+            else ""
+        )
+        log.info(
+            "stream %s: %s did not grant %s: classic behaviour%s",
+            self.info.stream_id,
+            self.settings.target,
+            ", ".join(refused),
+            consequence,
+        )
 
     def _finish(self, started: float) -> None:
         self.phase = Phase.FINISHED
@@ -271,8 +358,13 @@ class _Stream:
 
     async def _write_all(self, call: Any, watch: StatusWatch) -> None:
         window, correlator, encoded = self.window, self.correlator, self.encoded
+        # A keyed stream may re-attach and send again what has no answer yet.
+        keep = self.extras.batch_key is not None
+        answered = self.outcome.results
         try:
             for index, command in enumerate(self.batch):
+                if command.tid in answered:
+                    continue  # re-attached: this one's result is in already
                 data = encoded[index]
                 size = len(data)
                 if not window.has_room(size):
@@ -282,9 +374,10 @@ class _Stream:
                 correlator.sent(command.tid)
                 window.sent(command.tid, size)
                 # From here on the server may have the command: never retry this stream,
-                # so its bytes are not needed again.
+                # so (unless it may re-attach) its bytes are not needed again.
                 self.phase = Phase.WRITING
-                encoded[index] = b""
+                if not keep:
+                    encoded[index] = b""
                 await call.write(data)
             await call.done_writing()
         except (
@@ -307,6 +400,10 @@ class _Stream:
         """Read until the stream ends; returns its final (code, details)."""
         accept = self.correlator.accept
         try:
+            if self.asked:
+                # Our server sends it before reading a request; one that knows nothing
+                # of extensions sends it with its first response.
+                self._granted(await call.initial_metadata())
             while True:
                 response = await call.read()
                 if response is EOF:
@@ -335,6 +432,12 @@ async def run_commands(
     hooks: Sequence[object] = (),
     retry: RetryPolicy | None = None,
     default_src: str = "",
+    batch_key: str | None = None,
+    follow: bool = False,
+    heartbeat_s: float | None = DEFAULT_HEARTBEAT_S,
+    usage: bool = False,
+    spill_dir: str | os.PathLike[str] | None = None,
+    spill_bytes: int | None = None,
 ) -> StreamOutcome:
     """Run a batch of commands over one RemCmdStrm and return everything that came back.
 
@@ -344,6 +447,20 @@ async def run_commands(
     the call; the settings' bearer token always wins for ``authorization``. ``hooks``
     are plugin objects for this stream only, on top of the process-wide ones.
     ``retry`` (default ``RetryPolicy()``) applies only while no command was written.
+
+    Beyond the classic protocol (docs/protocol-extensions.md; a server that grants
+    nothing, like the upstream one, gives today's behaviour and the log says so once):
+
+    - ``batch_key`` names the batch so the server keeps it when the stream is lost;
+      running the same key again re-attaches (finished results are replayed, nothing
+      runs twice), and the engine re-attaches by itself after a dropped connection;
+    - ``follow`` asks for live output: ``remsvc_output`` hooks get each chunk as it is
+      printed (also asked whenever a plugin implements that hook);
+    - ``heartbeat_s`` asks the server to say which commands still run whenever the
+      stream is otherwise silent that long (``None``: do not ask);
+    - ``usage`` asks what each command cost (``CommandResult.usage``);
+    - ``spill_dir`` keeps outputs larger than ``spill_bytes`` (default 8 MiB) in files
+      there instead of memory (``CommandResult.out_file``); implies live output.
 
     Raises :class:`CommandValidationError`, :class:`SettingsError` or
     :class:`~remsvc_core.errors.PluginError` for bad input, before sending anything.
@@ -364,7 +481,15 @@ async def run_commands(
         # The first stream in a process imports the installed plugins: off the loop.
         await asyncio.to_thread(plugins.get_plugin_manager)
     stream_hooks = StreamHooks(hooks)
-    stream = _Stream(batch, settings, call_metadata, timeout, policy, stream_hooks)
+    extras = Extras(
+        batch_key=None if batch_key is None else extensions.check_batch_key(batch_key),
+        output=follow or spill_dir is not None or stream_hooks.implemented("remsvc_output"),
+        heartbeat_s=heartbeat_s,
+        usage=usage,
+        spill_dir=spill_dir,
+        spill_bytes=spill_bytes,
+    )
+    stream = _Stream(batch, settings, call_metadata, timeout, policy, stream_hooks, extras)
     return await stream.run()
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "grant_metadata",
     "granted_by",
     "request_metadata",
+    "tokens_asked",
 ]
 
 BATCH = "batch/1"
@@ -108,6 +109,14 @@ def request_metadata(
     if not wanted:
         return []
     return [(EXTENSIONS_KEY, ", ".join(wanted)), *metadata]
+
+
+def tokens_asked(metadata: Iterable[tuple[str, str]]) -> list[str]:
+    """The extension tokens a client's request metadata asks for, in order."""
+    for key, value in metadata:
+        if key == EXTENSIONS_KEY:
+            return _tokens(value)
+    return []
 
 
 def granted_by(initial_metadata: Iterable[tuple[str, str | bytes]] | None) -> frozenset[str]:

@@ -57,7 +57,10 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from remsvc_core.commands import Command
+    from remsvc_core.output import OutputChunk
     from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
 
 PROJECT_NAME = "remsvc"
@@ -109,6 +112,35 @@ def remsvc_result(result: CommandResult, stream: StreamInfo) -> None:
     then cancels the call. Every result that arrived is kept, the commands not yet
     answered are reported missing, and the outcome's status is ``CANCELLED`` with
     details naming the plugin and the exception's message.
+    """
+
+
+@hookspec
+def remsvc_output(chunk: OutputChunk, stream: StreamInfo) -> None:
+    """A running command printed something (live output, ``output/1``).
+
+    Fires for each new piece of a command's stdout or stderr, in order per command
+    and stream, while it runs; only when the server granted live output (the
+    reference server does; the upstream one sends output only with the result) and
+    the stream asked for it (``run_commands(..., follow=True)``, or any plugin
+    implementing this hook). ``chunk.tid`` names the command, ``chunk.stream`` is
+    ``"stdout"`` or ``"stderr"``, ``chunk.data`` the raw bytes (a chunk can end inside a
+    line or a multi-byte character; ``chunk.text`` decodes leniently) and
+    ``chunk.offset`` where it starts in that stream. A chunk sent again after a
+    re-attach never fires twice. The result still carries the whole output (or the
+    file it was spilled to), so a plugin may grep or count here and keep nothing.
+    The return value is ignored.
+    """
+
+
+@hookspec
+def remsvc_heartbeat(running: Mapping[int, float], stream: StreamInfo) -> None:
+    """The server says which of this stream's commands still run (``heartbeat/1``).
+
+    ``running`` maps each running command's tid to the seconds it has run. It fires
+    when the server sent nothing else for the heartbeat interval while a command ran,
+    so it tells "still running" from "hung", and only against a server that granted
+    heartbeats. The return value is ignored.
     """
 
 

@@ -367,6 +367,14 @@ class StreamHooks:
             allow_stop=True,
         )
 
+    def output(self, chunk: Any, stream: hookspecs.StreamInfo) -> None:
+        self._call(
+            "remsvc_output", {"chunk": chunk, "stream": stream}, context=f" for tid {chunk.tid}"
+        )
+
+    def heartbeat(self, running: Any, stream: hookspecs.StreamInfo) -> None:
+        self._call("remsvc_heartbeat", {"running": running, "stream": stream}, context="")
+
     def unexpected_response(self, response: Any, stream: hookspecs.StreamInfo) -> None:
         self._call(
             "remsvc_unexpected_response",

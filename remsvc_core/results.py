@@ -17,6 +17,35 @@ from remsvc_core.verdict import OK, judge
 RESULT_KEYS = ("tid", "rc", "out", "err", "hsh", "cmd")
 
 
+USAGE_KEYS = ("wall_ms", "user_cpu_ms", "sys_cpu_ms", "max_rss_kb")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one command cost, as the server measured it (``usage/1``).
+
+    ``wall_ms`` from start to end; ``user_cpu_ms`` and ``sys_cpu_ms`` of the command's
+    process and every descendant it waited for; ``max_rss_kb`` the largest resident
+    set among them. None where the server did not report it.
+    """
+
+    wall_ms: int | None = None
+    user_cpu_ms: int | None = None
+    sys_cpu_ms: int | None = None
+    max_rss_kb: int | None = None
+
+    def as_dict(self) -> dict[str, int | None]:
+        return {key: getattr(self, key) for key in USAGE_KEYS}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Usage:
+        return cls(**{key: _int_or_none(data.get(key)) for key in USAGE_KEYS})
+
+
+#: What a result is when its server did not report usage although it was asked to.
+UNREPORTED = Usage()
+
+
 @dataclass(frozen=True, slots=True)
 class CommandResult:
     """The answer to one command.
@@ -24,6 +53,14 @@ class CommandResult:
     ``latency_s`` is measured by the client, from the moment the command was written
     to the moment its response was read. ``decode_replaced`` is true when the server
     sent ``out``/``err`` bytes that were not valid UTF-8 and the client replaced them.
+
+    With protocol extensions (docs/protocol-extensions.md): ``replayed`` is true for
+    a result the server sent again from its journal after a re-attach (the command
+    did not run again), ``interrupted`` for one that was running when the server
+    stopped; ``started_at``/``ended_at`` are the server's clock (Unix seconds);
+    ``usage`` is set when it was asked for; ``out_file``/``err_file`` name the file a
+    large output was spilled to (``out``/``err`` are then empty), with the SHA-256 of
+    its bytes in ``out_sha256``/``err_sha256``.
     """
 
     tid: int
@@ -34,10 +71,21 @@ class CommandResult:
     cmd: str
     latency_s: float = 0.0
     decode_replaced: bool = False
+    replayed: bool = False
+    interrupted: bool = False
+    started_at: float | None = None
+    ended_at: float | None = None
+    usage: Usage | None = None
+    out_file: str | None = None
+    out_sha256: str | None = None
+    err_file: str | None = None
+    err_sha256: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """The result in the original provider's XCom item shape (six keys)."""
-        return {
+        """The result as handlers receive it: the original provider's six keys, plus
+        the usage keys when usage was asked for, and the file keys of a spilled stream.
+        Nothing else: without extensions this is exactly 1.0.0's XCom item."""
+        item: dict[str, Any] = {
             "tid": self.tid,
             "rc": self.rc,
             "out": self.out,
@@ -45,13 +93,30 @@ class CommandResult:
             "hsh": self.hsh,
             "cmd": self.cmd,
         }
+        if self.usage is not None:
+            item.update(self.usage.as_dict())
+        if self.out_file is not None:
+            item.update(out_file=self.out_file, out_sha256=self.out_sha256)
+        if self.err_file is not None:
+            item.update(err_file=self.err_file, err_sha256=self.err_sha256)
+        return item
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             **self.as_dict(),
             "latency_s": self.latency_s,
             "decode_replaced": self.decode_replaced,
         }
+        # Only what is set: a trigger event carries every result, keep it small.
+        for name in ("replayed", "interrupted"):
+            if getattr(self, name):
+                data[name] = True
+        for name in ("started_at", "ended_at"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        if self.usage is not None:
+            data["usage"] = True  # the keys are in as_dict(); this says they were asked
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CommandResult:
@@ -64,7 +129,28 @@ class CommandResult:
             cmd=str(data.get("cmd", "")),
             latency_s=float(data.get("latency_s", 0.0)),
             decode_replaced=bool(data.get("decode_replaced", False)),
+            replayed=bool(data.get("replayed", False)),
+            interrupted=bool(data.get("interrupted", False)),
+            started_at=_float_or_none(data.get("started_at")),
+            ended_at=_float_or_none(data.get("ended_at")),
+            usage=Usage.from_json(data) if data.get("usage") else None,
+            out_file=_str_or_none(data.get("out_file")),
+            out_sha256=_str_or_none(data.get("out_sha256")),
+            err_file=_str_or_none(data.get("err_file")),
+            err_sha256=_str_or_none(data.get("err_sha256")),
         )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +203,8 @@ class StreamOutcome:
     attempts: int = 1
     target: str = ""
     plugin_errors: list[str] = field(default_factory=list)
+    #: The protocol extensions the server granted (docs/protocol-extensions.md).
+    extensions: list[str] = field(default_factory=list)
 
     @property
     def missing_tids(self) -> list[int]:
@@ -153,6 +241,7 @@ class StreamOutcome:
             "attempts": self.attempts,
             "target": self.target,
             "plugin_errors": list(self.plugin_errors),
+            **({"extensions": sorted(self.extensions)} if self.extensions else {}),
         }
 
     @classmethod
@@ -178,4 +267,5 @@ class StreamOutcome:
             attempts=int(data.get("attempts", 1)),
             target=str(data.get("target", "")),
             plugin_errors=[str(e) for e in data.get("plugin_errors", [])],
+            extensions=[str(e) for e in data.get("extensions", [])],
         )
