@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,29 @@ pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="checks proce
 
 # Generous bounds: the loop may be slow on a busy machine; nothing here is timed.
 WAIT_S = 30.0
+
+
+class Escapee:
+    """A ``sleep 60`` a command starts outside its process group; killed at teardown."""
+
+    def __init__(self, scratch: Path) -> None:
+        self.pid_file = scratch / "escapee"
+
+    def start(self, prefix: str = "") -> str:
+        """The shell fragment that starts it in the background (``prefix`` runs it)."""
+        return f"{prefix} setsid sh -c 'echo $$ > {self.pid_file}; exec sleep 60' &"
+
+    def pid(self) -> int:
+        return wait_for_pid_file(self.pid_file)
+
+
+@pytest.fixture
+def escapee(tmp_path: Path) -> Iterator[Escapee]:
+    started = Escapee(tmp_path)
+    yield started
+    if started.pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(started.pid(), signal.SIGKILL)
 
 
 def runner(**limits: float) -> CommandRunner:
@@ -71,19 +97,13 @@ async def test_leftovers_get_a_linger_then_the_group_is_killed(tmp_path: Path):
     assert wait_until_gone(wait_for_pid_file(leftover))
 
 
-async def test_an_escapee_holding_the_pipes_gets_one_more_linger_and_is_left_alone(
-    tmp_path: Path,
-):
-    escaped = tmp_path / "escaped"
-    cmd = f"setsid sh -c 'echo $$ > {escaped}; exec sleep 60' & echo started"
-    try:
-        outcome, seen = await run_watching_stages(runner(linger_s=1.0), cmd)
-        assert isinstance(outcome, ExecResult)
-        assert (outcome.rc, outcome.out) == (0, "started\n")
-        assert seen == [Stage.RUNNING, Stage.EXITED, Stage.LEFTOVERS_KILLED, Stage.DONE]
-        assert not process_gone(wait_for_pid_file(escaped))  # a service started on purpose
-    finally:
-        os.kill(wait_for_pid_file(escaped), 9)
+async def test_an_escapee_holding_the_pipes_gets_one_more_linger_and_is_left_alone(escapee):
+    cmd = f"{escapee.start()} echo started"
+    outcome, seen = await run_watching_stages(runner(linger_s=1.0), cmd)
+    assert isinstance(outcome, ExecResult)
+    assert (outcome.rc, outcome.out) == (0, "started\n")
+    assert seen == [Stage.RUNNING, Stage.EXITED, Stage.LEFTOVERS_KILLED, Stage.DONE]
+    assert not process_gone(escapee.pid())  # a service started on purpose stays
 
 
 async def test_at_the_deadline_everything_is_killed_and_output_discarded(tmp_path: Path):
@@ -97,21 +117,15 @@ async def test_at_the_deadline_everything_is_killed_and_output_discarded(tmp_pat
     assert wait_until_gone(wait_for_pid_file(child))
 
 
-async def test_a_timed_out_command_whose_pipe_outlives_it_still_reports_the_timeout(
-    tmp_path: Path,
-):
+async def test_a_timed_out_command_whose_pipe_outlives_it_still_reports_the_timeout(escapee):
     # A process that clears its environment escapes the tag sweep (documented); it
     # holds the pipe, so the command waits one linger after its exit, then reports.
-    hidden = tmp_path / "hidden"
-    cmd = f"env -i setsid sh -c 'echo $$ > {hidden}; exec sleep 60' & wait"
-    try:
-        outcome, seen = await run_watching_stages(runner(timeout_s=0.5, linger_s=1.0), cmd)
-        assert isinstance(outcome, ExecResult)
-        assert (outcome.rc, outcome.err, outcome.timed_out) == (1, TIMED_OUT, True)
-        assert Stage.TIMED_OUT_EXITED in seen
-        assert seen[-1] is Stage.DONE
-    finally:
-        os.kill(wait_for_pid_file(hidden), 9)
+    cmd = f"{escapee.start(prefix='env -i')} wait"
+    outcome, seen = await run_watching_stages(runner(timeout_s=0.5, linger_s=1.0), cmd)
+    assert isinstance(outcome, ExecResult)
+    assert (outcome.rc, outcome.err, outcome.timed_out) == (1, TIMED_OUT, True)
+    assert Stage.TIMED_OUT_EXITED in seen
+    assert seen[-1] is Stage.DONE
 
 
 async def test_cancel_kills_without_reporting(tmp_path: Path):

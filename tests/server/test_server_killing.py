@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +44,8 @@ class Trees:
     def close(self) -> None:
         for pid in [*self.pids, *(p.pid for p in self.popens)]:
             if not process_gone(pid):
-                os.kill(pid, 9)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for popen in self.popens:
             popen.wait(timeout=10)
 
