@@ -9,6 +9,10 @@ Values may use ``$VAR`` or ``${VAR}``; ``$$`` is a literal ``$``, and a ``$`` th
 not followed by a variable name (a regex end anchor, say) is kept as it is. An unset
 variable is an error: silently running with an empty token or path is worse.
 
+The fixed keys, their ranges and the fields they set are declared once, in
+:data:`remsvc_core.server.config_keys.KEYS`; this module reads the file with it and
+checks the rules that span several keys.
+
 Every invalid value raises :class:`~remsvc_core.errors.ServerConfigError` naming the
 file, the section and the key, and saying what a valid value looks like.
 """
@@ -26,45 +30,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remsvc_core.errors import ServerConfigError
+from remsvc_core.server.config_keys import FREE_FORM_SECTIONS, KEYS, LOG_LEVELS, known_keys
 
 __all__ = ["DEFAULT_OUTPUT_CAP", "ServerConfig", "is_loopback_host", "load_config", "parse_config"]
 
 DEFAULT_OUTPUT_CAP = 262_144
-_MAX_OUTPUT_CAP = 1 << 30
-_MAX_PARALLEL = 1024
 
 log = logging.getLogger("remsvc.server")
 
-# Upstream (spdlog-style) level names next to Python's, so its [log] level works here.
-_LOG_LEVELS = {
-    "trace": logging.DEBUG,
-    "debug": logging.DEBUG,
-    "info": logging.INFO,
-    "warn": logging.WARNING,
-    "warning": logging.WARNING,
-    "err": logging.ERROR,
-    "error": logging.ERROR,
-    "critical": logging.CRITICAL,
-    "fatal": logging.CRITICAL,
-    "off": logging.CRITICAL + 10,
-}
-
-_KNOWN_KEYS: dict[str, frozenset[str]] = {
-    "server": frozenset(
-        {
-            "host",
-            "port",
-            "cmd_timeout_ms",
-            "max_parallel",
-            "output_cap_bytes",
-            "allow_insecure_auth",
-            "drain_grace_ms",
-        }
-    ),
-    "tls": frozenset({"enabled", "cert", "key", "ca"}),
-    "log": frozenset({"file", "level"}),
-}
-_FREE_FORM_SECTIONS = frozenset({"auth", "allowlist", "denylist"})
+# What each TLS file must hold, and how an error names it.
+_TLS_FILES = (
+    ("cert", "tls_cert", "CERTIFICATE", "a PEM certificate"),
+    ("key", "tls_key", "PRIVATE KEY", "a PEM private key"),
+    ("ca", "tls_ca", "CERTIFICATE", "a PEM certificate"),
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +85,7 @@ class ServerConfig:
 
     @property
     def log_level_number(self) -> int:
-        return _LOG_LEVELS.get(self.log_level.lower(), logging.INFO)
+        return LOG_LEVELS.get(self.log_level.lower(), logging.INFO)
 
     @property
     def identities(self) -> list[str]:
@@ -131,70 +110,20 @@ class ServerConfig:
 
         Checks the same rules as :func:`load_config`, for configs built in code.
         """
-        where = self.source
-
-        def bad(section: str, key: str, problem: str) -> ServerConfigError:
-            return ServerConfigError(f"{where}: [{section}] {key}: {problem}")
-
-        if not isinstance(self.host, str) or not self.host.strip():
-            raise bad("server", "host", "must be a host name or address, e.g. 127.0.0.1")
-        _check_int_range(
-            self.port, 0, 65535, bad("server", "port", "must be 0..65535 (0 = ephemeral)")
-        )
-        _check_int_range(
-            self.cmd_timeout_ms, 1, None, bad("server", "cmd_timeout_ms", "must be > 0")
-        )
-        _check_int_range(
-            self.max_parallel,
-            1,
-            _MAX_PARALLEL,
-            bad("server", "max_parallel", f"must be 1..{_MAX_PARALLEL}"),
-        )
-        _check_int_range(
-            self.output_cap_bytes,
-            1,
-            _MAX_OUTPUT_CAP,
-            bad("server", "output_cap_bytes", f"must be 1..{_MAX_OUTPUT_CAP}"),
-        )
-        if not isinstance(self.drain_grace_s, (int, float)) or self.drain_grace_s < 0:
-            raise bad("server", "drain_grace_ms", "must be >= 0")
-        if self.log_level.lower() not in _LOG_LEVELS:
-            raise bad(
-                "log",
-                "level",
-                f"unknown level {self.log_level!r}; use one of {', '.join(_LOG_LEVELS)}",
-            )
-        for identity, token in self.auth.items():
-            if not identity or not isinstance(token, str) or not token:
-                raise bad("auth", identity or "<empty>", "each identity needs a non-empty token")
-        tokens = list(self.auth.values())
-        if len(set(tokens)) != len(tokens):
-            raise bad(
-                "auth",
-                ", ".join(_identities_sharing_a_token(self.auth)),
-                "two identities share one token",
-            )
-        if self.tls_enabled:
-            for key, path in (("cert", self.tls_cert), ("key", self.tls_key)):
-                if not path:
-                    raise bad("tls", key, "TLS is enabled but no file is given")
-                _check_readable_file(
-                    path, bad("tls", key, f"{path!r} does not exist or is not readable")
-                )
-            if self.tls_ca:
-                _check_readable_file(
-                    self.tls_ca,
-                    bad("tls", "ca", f"{self.tls_ca!r} does not exist or is not readable"),
-                )
-        elif self.tls_ca:
-            raise bad("tls", "ca", "a client CA (mutual TLS) needs enabled = true")
+        for key in KEYS:
+            try:
+                key.kind.check(getattr(self, key.field))
+            except ValueError as exc:
+                raise self._error(key.section, key.name, str(exc)) from None
+        self._check_auth()
+        self._check_tls()
         if (
             self.auth
             and not self.tls_enabled
             and not is_loopback_host(self.host)
             and not self.allow_insecure_auth
         ):
-            raise bad(
+            raise self._error(
                 "server",
                 "host",
                 "refusing to accept bearer tokens in plaintext on non-loopback address "
@@ -202,27 +131,43 @@ class ServerConfig:
                 "enable [tls], listen on 127.0.0.1, or set allow_insecure_auth = true",
             )
 
+    def _error(self, section: str, key: str, problem: str) -> ServerConfigError:
+        return ServerConfigError(f"{self.source}: [{section}] {key}: {problem}")
 
-def _identities_sharing_a_token(auth: Mapping[str, str]) -> list[str]:
-    seen: dict[str, list[str]] = {}
-    for identity, token in auth.items():
-        seen.setdefault(token, []).append(identity)
-    return sorted(i for group in seen.values() if len(group) > 1 for i in group)
+    def _check_auth(self) -> None:
+        owner_of: dict[str, str] = {}
+        for identity, token in self.auth.items():
+            if not identity:
+                raise self._error("auth", "<empty>", "every token needs an identity name")
+            if not isinstance(token, str):
+                raise self._error("auth", identity, "the token must be a string")
+            if not token:
+                raise self._error("auth", identity, "empty token; give each identity a token")
+            if token in owner_of:
+                # Names the other identity, never the token.
+                raise self._error(
+                    "auth",
+                    identity,
+                    f"same token as identity {owner_of[token]!r}; "
+                    "every identity needs its own token",
+                )
+            owner_of[token] = identity
 
-
-def _check_int_range(value: object, low: int, high: int | None, error: ServerConfigError) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        raise error
-
-
-def _check_readable_file(path: str, error: ServerConfigError) -> None:
-    if not os.path.isfile(path) or not os.access(path, os.R_OK):
-        raise error
+    def _check_tls(self) -> None:
+        if not self.tls_enabled:
+            if self.tls_ca:
+                raise self._error("tls", "ca", "a client CA (mutual TLS) needs enabled = true")
+            return
+        for key, field_name, pem_kind, what in _TLS_FILES:
+            path = getattr(self, field_name)
+            if not path:
+                if key == "ca":  # optional: without it, no client certificates
+                    continue
+                raise self._error("tls", key, f"TLS is enabled but no {key} file is given")
+            if not os.path.isfile(path) or not os.access(path, os.R_OK):
+                raise self._error("tls", key, f"{path!r} does not exist or is not readable")
+            if not _looks_like_pem(path, pem_kind):
+                raise self._error("tls", key, f"{path!r} is not {what}")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -307,8 +252,8 @@ def parse_config(
     values: dict[str, Any] = {"source": source}
     sections = {name.lower(): name for name in parser.sections()}
     for lowered, name in sections.items():
-        if lowered not in _KNOWN_KEYS and lowered not in _FREE_FORM_SECTIONS:
-            log.warning("%s: unknown section [%s] ignored", source, name)
+        if lowered not in FREE_FORM_SECTIONS and known_keys(lowered) is None:
+            _unknown_name(f"{source}: unknown section [{name}] ignored")
 
     # Variables that carry tokens are kept out of the commands' environment.
     secret_vars: set[str] = set()
@@ -322,143 +267,49 @@ def parse_config(
         for key, value in parser.items(real, raw=True):
             where = f"{source}: [{real}] {key}"
             used = secret_vars if section == "auth" else None
-            out[key if section in _FREE_FORM_SECTIONS else key.lower()] = (
+            out[key if section in FREE_FORM_SECTIONS else key.lower()] = (
                 key,
                 expand_vars(value, environ, where, used),
             )
-        known = _KNOWN_KEYS.get(section)
+        known = known_keys(section)
         if known is not None:
             for key in sorted(set(out) - known):
-                log.warning("%s: [%s] %s: unknown key ignored", source, real, out[key][0])
+                _unknown_name(f"{source}: [{real}] {out[key][0]}: unknown key ignored")
         return out
 
-    def where(section: str, key: str) -> str:
-        return f"{source}: [{sections.get(section, section)}] {key}"
-
-    def integer(
-        section: str, items: dict[str, tuple[str, str]], key: str, low: int, high: int | None
-    ) -> int | None:
-        if key not in items:
-            return None
-        spelled, value = items[key]
-        try:
-            number = int(value.strip(), 10)
-        except ValueError:
-            number = None
-        if number is None or number < low or (high is not None and number > high):
-            limit = f"from {low} to {high}" if high is not None else f">= {low}"
-            raise ServerConfigError(
-                f"{where(section, spelled)}: {value!r} is not a whole number {limit}"
-            )
-        return number
-
-    def boolean(section: str, items: dict[str, tuple[str, str]], key: str) -> bool | None:
-        if key not in items:
-            return None
-        spelled, value = items[key]
-        lowered = value.strip().lower()
-        if lowered in ("1", "yes", "true", "on"):
-            return True
-        if lowered in ("0", "no", "false", "off"):
-            return False
-        raise ServerConfigError(
-            f"{where(section, spelled)}: {value!r} is not a boolean; use true or false"
-        )
-
-    server = raw("server")
-    if "host" in server:
-        host = server["host"][1].strip()
-        if not host:
-            raise ServerConfigError(
-                f"{where('server', server['host'][0])}: empty; use an address such as 127.0.0.1"
-            )
-        values["host"] = host
-    for key, low, high in (
-        ("port", 0, 65535),
-        ("cmd_timeout_ms", 1, None),
-        ("max_parallel", 1, _MAX_PARALLEL),
-        ("output_cap_bytes", 1, _MAX_OUTPUT_CAP),
-    ):
-        number = integer("server", server, key, low, high)
-        if number is not None:
-            values[key] = number
-    grace = integer("server", server, "drain_grace_ms", 0, None)
-    if grace is not None:
-        values["drain_grace_s"] = grace / 1000.0
-    insecure = boolean("server", server, "allow_insecure_auth")
-    if insecure is not None:
-        values["allow_insecure_auth"] = insecure
-
-    tls = raw("tls")
-    enabled = boolean("tls", tls, "enabled")
-    values["tls_enabled"] = bool(enabled)
-    for key in ("cert", "key", "ca"):
-        if key in tls:
-            spelled, value = tls[key]
-            path = value.strip()
-            if path and enabled:
-                if not os.path.isfile(path) or not os.access(path, os.R_OK):
-                    raise ServerConfigError(
-                        f"{where('tls', spelled)}: {path!r} does not exist or is not readable"
-                    )
-                if key in ("cert", "ca") and not _looks_like_pem(path, "CERTIFICATE"):
-                    raise ServerConfigError(
-                        f"{where('tls', spelled)}: {path!r} is not a PEM certificate"
-                    )
-                if key == "key" and not _looks_like_pem(path, "PRIVATE KEY"):
-                    raise ServerConfigError(
-                        f"{where('tls', spelled)}: {path!r} is not a PEM private key"
-                    )
-            values[f"tls_{key}"] = path or None
-    if enabled:
-        for key in ("cert", "key"):
-            if not values.get(f"tls_{key}"):
-                raise ServerConfigError(
-                    f"{where('tls', key)}: TLS is enabled but no {key} file is given"
-                )
-    else:
+    fixed = {section: raw(section) for section in dict.fromkeys(key.section for key in KEYS)}
+    for key in KEYS:
+        if key.name in fixed[key.section]:
+            spelled, text = fixed[key.section][key.name]
+            try:
+                values[key.field] = key.kind.parse(text)
+            except ValueError as exc:
+                where = f"{source}: [{sections[key.section]}] {spelled}"
+                raise ServerConfigError(f"{where}: {exc}") from None
+    if not values.get("tls_enabled"):
         # Upstream ignores cert/key/ca while TLS is off; so do we, but say so.
-        for key in ("tls_cert", "tls_key", "tls_ca"):
-            if values.pop(key, None):
-                log.warning("%s: [tls] %s is ignored because TLS is not enabled", source, key[4:])
+        for name in ("cert", "key", "ca"):
+            if values.pop(f"tls_{name}", None):
+                log.warning("%s: [tls] %s is ignored because TLS is not enabled", source, name)
 
-    auth: dict[str, str] = {}
-    owner_of: dict[str, str] = {}
-    for identity, (spelled, token) in raw("auth").items():
-        token = token.strip()
-        if not token:
-            raise ServerConfigError(
-                f"{where('auth', spelled)}: empty token; give each identity a token"
-            )
-        if token in owner_of:
-            raise ServerConfigError(
-                f"{where('auth', spelled)}: same token as identity {owner_of[token]!r}; "
-                "every identity needs its own token"
-            )
-        owner_of[token] = identity
-        auth[identity] = token
-    values["auth"] = auth
+    # Tokens are checked (non-empty, one per identity) by ServerConfig.validate.
+    values["auth"] = {identity: token.strip() for identity, (_, token) in raw("auth").items()}
     values["hidden_env"] = frozenset(secret_vars)
     values["allowlist"] = sorted(
         (label, pattern) for label, (_, pattern) in raw("allowlist").items()
     )
     values["denylist"] = sorted((label, pattern) for label, (_, pattern) in raw("denylist").items())
 
-    log_section = raw("log")
-    if "file" in log_section and log_section["file"][1].strip():
-        values["log_file"] = log_section["file"][1].strip()
-    if "level" in log_section:
-        spelled, level = log_section["level"]
-        if level.strip().lower() not in _LOG_LEVELS:
-            raise ServerConfigError(
-                f"{where('log', spelled)}: unknown level {level!r}; "
-                f"use one of {', '.join(_LOG_LEVELS)}"
-            )
-        values["log_level"] = level.strip().upper()
-
     config = ServerConfig(**values)
     config.validate()
     return config
+
+
+def _unknown_name(message: str) -> None:
+    """An unknown section or key: ignored with a warning, which keeps a file written for
+    a newer server usable by an older one. (To make it a startup error instead, raise
+    ServerConfigError(message) here.)"""
+    log.warning("%s", message)
 
 
 def _looks_like_pem(path: str, kind: str) -> bool:

@@ -30,8 +30,10 @@ from grpc import aio
 
 from remsvc_core.hashing import command_hash
 from remsvc_core.server.auth import current_identity
+from remsvc_core.server.command import RunningCommand
+from remsvc_core.server.outcome import ExecResult, Outcome
 from remsvc_core.server.policy import CommandPolicy
-from remsvc_core.server.runner import CommandRunner, ExecResult, Outcome, RunningCommand
+from remsvc_core.server.runner import CommandRunner
 from remsvc_core.wire import pb, pb_grpc
 
 __all__ = ["RemSvcService"]

@@ -1,4 +1,7 @@
-"""``remsvc serve`` as a real foreground process: reachable, then drained by SIGTERM."""
+"""``remsvc serve`` as a real foreground process: reachable, then drained by SIGTERM.
+
+``--config`` is optional, as for ``remsvc-server``: without it the defaults apply.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +14,25 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 READY_TIMEOUT_S = 30.0
 
 
+@pytest.mark.parametrize("with_file", [True, False], ids=["with-config", "defaults"])
 def test_serve_answers_ping_and_run_then_stops_on_sigterm(
-    run_cli: RunCli, cli_env: dict[str, str], tmp_path: Path
+    run_cli: RunCli, cli_env: dict[str, str], tmp_path: Path, with_file: bool
 ) -> None:
-    config = tmp_path / "server.ini"
-    # The file says 50051; --port 0 overrides it, so the test never fights for a port.
-    config.write_text("[server]\nport = 50051\ncmd_timeout_ms = 5000\n", encoding="utf-8")
+    command = [sys.executable, "-m", "remsvc_core.cli", "serve"]
+    if with_file:
+        config = tmp_path / "server.ini"
+        # The file says 50051; --port 0 overrides it, so the test never fights for a port.
+        config.write_text("[server]\nport = 50051\ncmd_timeout_ms = 5000\n", encoding="utf-8")
+        command += ["--config", str(config)]
+    # Without a file the defaults apply (127.0.0.1:50051); --port 0 again avoids 50051.
     port_file = tmp_path / "port"
     log = (tmp_path / "serve.log").open("wb")
-    command = [sys.executable, "-m", "remsvc_core.cli", "serve", "--config", str(config)]
     command += ["--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
     proc = subprocess.Popen(
         command,

@@ -57,7 +57,8 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "--output", "xml", "echo"], ["invalid choice"]),
         (["run", "--target", "h:1", "--conn", "remsvc://h:1", "echo"], ["not allowed with"]),
         (["nosuch"], ["invalid choice"]),
-        (["serve"], ["--config"]),
+        (["serve", "--port", "x"], ["--port", "'x' is not a whole number from 0 to 65535"]),
+        (["serve", "--log-level", "loud"], ["--log-level", "unknown level 'loud'"]),
         (["ping", "--count", "0"], ["--count"]),
     ],
 )

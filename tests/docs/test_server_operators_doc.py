@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 import shlex
 import signal
 import subprocess
@@ -27,12 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from docs_blocks import SHELL_LANGS, Block, blocks, check_no_run
+from docs_blocks import DOCS, SHELL_LANGS, Block, blocks, check_no_run
 from docs_site import Site
 
 from remsvc_core import EmbeddedServer, RetryPolicy, ServerConfig, run_commands_sync
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.config import load_config, parse_config
+from remsvc_core.server.config_keys import KEYS, ConfigKey
 from remsvc_core.server.policy import CommandPolicy
 
 DOC = "server-operators.md"
@@ -272,3 +274,38 @@ def test_the_production_config_is_the_one_the_allow_list_section_explains() -> N
     assert dict(production_lists["allowlist"]) == dict(
         parse_config(explained.text, env=env).allowlist
     )
+
+
+_KEY_ROW = re.compile(r"\| `(?P<key>[a-z_]+)` \| (?P<default>[^|]*) \| (?P<meaning>.*) \|")
+
+
+def _key_tables() -> dict[str, list[re.Match[str]]]:
+    """section -> the rows of the key table under its ``### `[section]``` heading."""
+    tables: dict[str, list[re.Match[str]]] = {}
+    section = None
+    for line in (DOCS / DOC).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            heading = re.fullmatch(r"### `\[(\w+)\]`", line)
+            section = heading.group(1) if heading else None
+        elif section is not None and (row := _KEY_ROW.fullmatch(line)):
+            tables.setdefault(section, []).append(row)
+    return tables
+
+
+def test_the_key_tables_are_the_config_table() -> None:
+    """Every fixed key is documented, in table order, with its default and upstream status."""
+    declared: dict[str, list[ConfigKey]] = {}
+    for key in KEYS:
+        declared.setdefault(key.section, []).append(key)
+    documented = _key_tables()
+    assert list(documented) == list(declared)
+    defaults = ServerConfig()
+    for section, keys in declared.items():
+        rows = documented[section]
+        assert [row["key"] for row in rows] == [key.name for key in keys], section
+        for row, key in zip(rows, keys, strict=True):
+            value = getattr(defaults, key.field)
+            shown = "(none)" if value is None else f"`{key.kind.show(value)}`"
+            assert row["default"] == shown, (section, key.name)
+            says_not_upstream = "Not in upstream" in row["meaning"]
+            assert says_not_upstream == (not key.upstream), (section, key.name)

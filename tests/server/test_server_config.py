@@ -13,6 +13,7 @@ from support.server_process import ServerStartError
 
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.config import ServerConfig, is_loopback_host, load_config, parse_config
+from remsvc_core.server.config_keys import KEYS, Integer
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.wire import pb, pb_grpc
 
@@ -304,3 +305,64 @@ def test_cli_reports_a_config_error_naming_file_section_and_key(server_process):
         "server.ini: [server] cmd_timeout_ms: 'soon' is not a whole number" in caught.value.output
     )
     assert "Traceback" not in caught.value.output
+
+
+INTEGER_KEYS = [key for key in KEYS if isinstance(key.kind, Integer)]
+
+
+@pytest.mark.parametrize("key", INTEGER_KEYS, ids=[key.name for key in INTEGER_KEYS])
+def test_a_range_is_one_rule_for_the_file_and_for_code(key):
+    kind = key.kind
+    assert isinstance(kind, Integer)
+    outside = [kind.low - 1] + ([kind.high + 1] if kind.high is not None else [])
+    for number in outside:
+        with pytest.raises(ServerConfigError) as from_file:
+            parse_config(f"[{key.section}]\n{key.name} = {number}\n", source="r.ini")
+        with pytest.raises(ServerConfigError) as from_code:
+            ServerConfig(source="code").replace(**{key.field: number})
+        assert (
+            str(from_file.value)
+            == f"r.ini: [{key.section}] {key.name}: '{number}' is not {kind.expected}"
+        )
+        assert (
+            str(from_code.value)
+            == f"code: [{key.section}] {key.name}: {number} is not {kind.expected}"
+        )
+    edges = [kind.low] + ([kind.high] if kind.high is not None else [])
+    for number in edges:
+        assert (
+            getattr(parse_config(f"[{key.section}]\n{key.name} = {number}\n"), key.field) == number
+        )
+        assert getattr(ServerConfig().replace(**{key.field: number}), key.field) == number
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"drain_grace_s": -0.5}, "[server] drain_grace_ms: -0.5 is not a number of seconds >= 0"),
+        ({"port": True}, "[server] port: True is not a whole number"),
+        ({"allow_insecure_auth": "yes"}, "[server] allow_insecure_auth: 'yes' is not a boolean"),
+        ({"tls_enabled": 1}, "[tls] enabled: 1 is not a boolean"),
+        ({"host": " "}, "[server] host: empty; use a host name or address"),
+        ({"log_level": "loud"}, "[log] level: unknown level 'loud'; use one of trace, debug"),
+        ({"log_file": ""}, "[log] file: '' is not a file path"),
+        ({"auth": {"ci": ""}}, "[auth] ci: empty token"),
+        ({"auth": {"a": "t", "b": "t"}}, "[auth] b: same token as identity 'a'"),
+        ({"tls_enabled": True}, "[tls] cert: TLS is enabled but no cert file is given"),
+        ({"tls_ca": "/etc/hostname"}, "[tls] ca: a client CA (mutual TLS) needs enabled = true"),
+    ],
+)
+def test_configs_built_in_code_are_checked_by_the_same_table(changes, expected):
+    with pytest.raises(ServerConfigError) as caught:
+        ServerConfig(source="code").replace(**changes)
+    assert str(caught.value).startswith(f"code: {expected}")
+
+
+def test_tls_files_given_in_code_must_be_pem_too(tmp_path, tls_files):
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate")
+    config = ServerConfig(tls_enabled=True, tls_cert=str(garbage), tls_key=tls_files.server_key)
+    with pytest.raises(ServerConfigError, match=r"\[tls\] cert: .* is not a PEM certificate"):
+        config.validate()
+    good = config.replace(tls_cert=tls_files.server_cert, tls_ca=tls_files.ca_cert)
+    assert good.tls_ca == tls_files.ca_cert

@@ -11,7 +11,7 @@ import pytest
 from support.server_process import run_stream
 
 from remsvc_core.hashing import command_hash
-from remsvc_core.server.runner import truncation_marker
+from remsvc_core.server.capture import truncation_marker
 from remsvc_core.wire import pb, pb_grpc
 
 

@@ -19,26 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remsvc_core.server.config_keys import FREE_FORM_SECTIONS, KEYS, key_for_field
+
 __all__ = ["ServerProcess", "ServerStartError", "launch_server", "render_ini"]
 
 START_TIMEOUT_S = 30.0
 
-_SECTIONS = frozenset({"server", "tls", "auth", "allowlist", "denylist", "log"})
-
-# ServerConfig-style names -> (INI section, key); drain_grace_s is converted to ms.
-_FLAT_KEYS = {
-    "cmd_timeout_ms": ("server", "cmd_timeout_ms"),
-    "max_parallel": ("server", "max_parallel"),
-    "output_cap_bytes": ("server", "output_cap_bytes"),
-    "allow_insecure_auth": ("server", "allow_insecure_auth"),
-    "drain_grace_ms": ("server", "drain_grace_ms"),
-    "tls_enabled": ("tls", "enabled"),
-    "tls_cert": ("tls", "cert"),
-    "tls_key": ("tls", "key"),
-    "tls_ca": ("tls", "ca"),
-    "log_file": ("log", "file"),
-    "log_level": ("log", "level"),
-}
+_SECTIONS = frozenset({key.section for key in KEYS} | FREE_FORM_SECTIONS)
 
 
 class ServerStartError(RuntimeError):
@@ -67,17 +54,18 @@ def render_ini(sections: Mapping[str, Mapping[str, object] | Iterable[tuple[str,
 
 
 def sections_from_overrides(overrides: Mapping[str, Any]) -> dict[str, dict[str, object]]:
-    """ServerConfig-style keyword overrides as INI sections."""
+    """ServerConfig-style keyword overrides (field names, or [server] key names such
+    as ``drain_grace_ms``) as INI sections."""
     sections: dict[str, dict[str, object]] = {}
+    server_keys = {key.name: key for key in KEYS if key.section == "server"}
     for name, value in overrides.items():
-        if name in ("auth", "allowlist", "denylist"):
+        if name in FREE_FORM_SECTIONS:
             pairs = value.items() if isinstance(value, Mapping) else value
             sections.setdefault(name, {}).update(dict(pairs))
-        elif name == "drain_grace_s":
-            sections.setdefault("server", {})["drain_grace_ms"] = int(float(value) * 1000)
-        elif name in _FLAT_KEYS:
-            section, key = _FLAT_KEYS[name]
-            sections.setdefault(section, {})[key] = value
+        elif (key := key_for_field(name)) is not None:
+            sections.setdefault(key.section, {})[key.name] = key.kind.show(value)
+        elif name in server_keys:  # already written as the file writes it
+            sections.setdefault("server", {})[name] = value
         else:
             raise TypeError(f"server_process: unknown override {name!r}")
     return sections

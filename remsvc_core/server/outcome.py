@@ -1,0 +1,42 @@
+"""What running one command produces: :class:`ExecResult`, or why it could not start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TIMED_OUT", "CannotStart", "ExecResult", "Outcome"]
+
+# The ``err`` of a timed-out command, as upstream writes it.
+TIMED_OUT = "process timed out"
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What one command produced. ``pid`` is the child's (None if it never started)."""
+
+    rc: int
+    out: str
+    err: str
+    pid: int | None = None
+    timed_out: bool = False
+
+
+# What ``on_done`` receives: the result, or the exception that kept the runner from
+# producing one (a server bug; the service reports it rather than lose the command).
+Outcome = ExecResult | Exception
+
+
+class CannotStart(Exception):
+    """The command cannot be started; its result is ``rc`` with the message in ``err``.
+
+    Raised inside the runner (unknown user, missing pwsh, out of descriptors) and
+    turned into an :class:`ExecResult` there, as upstream answers these: a result,
+    not a failed call. It never reaches the service or a caller.
+    """
+
+    def __init__(self, rc: int, message: str) -> None:
+        super().__init__(message)
+        self.rc = rc
+
+    def result(self) -> ExecResult:
+        return ExecResult(rc=self.rc, out="", err=str(self))
