@@ -25,12 +25,12 @@ __all__ = [
     "OUTPUT",
     "USAGE",
     "Request",
+    "Wanted",
     "asked_for",
     "check_batch_key",
     "grant_metadata",
     "granted_by",
     "request_metadata",
-    "tokens_asked",
 ]
 
 BATCH = "batch/1"
@@ -84,39 +84,50 @@ class Request:
         return bool(self.extensions)
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """What a client stream asks of the server beyond the classic protocol."""
+
+    batch_key: str | None = None
+    output: bool = False
+    heartbeat_s: float | None = None
+    usage: bool = False
+
+    def tokens(self) -> list[str]:
+        """The extensions asked for, in the order of :data:`KNOWN`."""
+        asked = {
+            BATCH: self.batch_key is not None,
+            OUTPUT: self.output,
+            HEARTBEAT: self.heartbeat_s is not None,
+            USAGE: self.usage,
+        }
+        return [token for token in KNOWN if asked[token]]
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """The call metadata that asks for them (empty when nothing is wanted); raises
+        :class:`SettingsError` for a key or an interval that cannot be asked for."""
+        tokens = self.tokens()
+        if not tokens:
+            return []
+        metadata = [(EXTENSIONS_KEY, ", ".join(tokens))]
+        if self.batch_key is not None:
+            metadata.append((BATCH_KEY_KEY, check_batch_key(self.batch_key)))
+        if self.heartbeat_s is not None:
+            milliseconds = round(self.heartbeat_s * 1000)
+            if not HEARTBEAT_MIN_MS <= milliseconds <= HEARTBEAT_MAX_MS:
+                raise SettingsError(
+                    f"heartbeat_s must be from {HEARTBEAT_MIN_MS // 1000} to "
+                    f"{HEARTBEAT_MAX_MS // 1000} seconds, got {self.heartbeat_s!r}"
+                )
+            metadata.append((HEARTBEAT_MS_KEY, str(milliseconds)))
+        return metadata
+
+
 def request_metadata(
     *, batch_key: str | None, output: bool, heartbeat_s: float | None, usage: bool
 ) -> list[tuple[str, str]]:
     """The call metadata that asks for these extensions (empty when none is wanted)."""
-    wanted: list[str] = []
-    metadata: list[tuple[str, str]] = []
-    if batch_key is not None:
-        wanted.append(BATCH)
-        metadata.append((BATCH_KEY_KEY, check_batch_key(batch_key)))
-    if output:
-        wanted.append(OUTPUT)
-    if heartbeat_s is not None:
-        milliseconds = round(heartbeat_s * 1000)
-        if not HEARTBEAT_MIN_MS <= milliseconds <= HEARTBEAT_MAX_MS:
-            raise SettingsError(
-                f"heartbeat_s must be from {HEARTBEAT_MIN_MS // 1000} to "
-                f"{HEARTBEAT_MAX_MS // 1000} seconds, got {heartbeat_s!r}"
-            )
-        wanted.append(HEARTBEAT)
-        metadata.append((HEARTBEAT_MS_KEY, str(milliseconds)))
-    if usage:
-        wanted.append(USAGE)
-    if not wanted:
-        return []
-    return [(EXTENSIONS_KEY, ", ".join(wanted)), *metadata]
-
-
-def tokens_asked(metadata: Iterable[tuple[str, str]]) -> list[str]:
-    """The extension tokens a client's request metadata asks for, in order."""
-    for key, value in metadata:
-        if key == EXTENSIONS_KEY:
-            return _tokens(value)
-    return []
+    return Wanted(batch_key, output, heartbeat_s, usage).metadata()
 
 
 def granted_by(initial_metadata: Iterable[tuple[str, str | bytes]] | None) -> frozenset[str]:
