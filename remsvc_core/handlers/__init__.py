@@ -22,6 +22,7 @@ The :func:`result_handler` decorator attaches these in one typed place.
 
 from __future__ import annotations
 
+from remsvc_core.entry_points import BUILTIN_DISTRIBUTION
 from remsvc_core.handlers._define import result_handler
 from remsvc_core.handlers._pipeline import (
     DEFAULT_ACCEPTED_RCS,
@@ -31,7 +32,6 @@ from remsvc_core.handlers._pipeline import (
     resolve_handler,
 )
 from remsvc_core.handlers._registry import (
-    BUILTIN_DISTRIBUTION,
     ENTRY_POINT_GROUP,
     HandlerConflictWarning,
     HandlerInfo,
