@@ -17,7 +17,6 @@ from remsvc_core.hashing import command_hash
 from remsvc_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from remsvc_core.hookspecs import StreamInfo
     from remsvc_core.results import CommandResult
 
 ON_MISMATCH_CHOICES = ("fail", "mark")
@@ -34,12 +33,16 @@ def validate_options(*, on_mismatch: Any = "fail") -> None:
 
 class HashCheck:
     """Fail-fast check: ends the stream at the first response whose ``hsh`` is not the
-    CRC-32 of the command sent with that tid."""
+    CRC-32 of the command sent with that tid.
+
+    Constant work per result, on the event loop: ``result.cmd`` is the command the
+    engine sent with that tid (taken from its own batch, never from the response), so
+    the batch is not searched.
+    """
 
     @hookimpl
-    def remsvc_result(self, result: CommandResult, stream: StreamInfo) -> None:
-        sent = next((c.cmd for c in stream.commands if c.tid == result.tid), result.cmd)
-        expected = command_hash(sent)
+    def remsvc_result(self, result: CommandResult) -> None:
+        expected = command_hash(result.cmd)
         if result.hsh != expected:
             raise StopStream(
                 f"verify_hash: tid {result.tid} came back with hsh {result.hsh!r}, "
