@@ -7,13 +7,9 @@ process, each entry point on its own so one broken package cannot keep the other
 out), :func:`register_plugin` (code), and the ``hooks=`` argument of one stream. The
 hooks themselves are documented in :mod:`remsvc_core.hookspecs`.
 
-Hooks are called by pluggy (its call order, its argument passing, its tracing and
-monitoring), with one addition: pluggy's own hook call stops at the first exception
-(``test_pluggy_stops_at_the_first_exception`` pins that on the installed pluggy),
-which would let one faulty plugin silence the rest. So each stream's pluggy manager
-holds, for every plugin, a stand-in whose hook functions call the plugin's and keep
-what they raise: a plugin error, recorded and logged, or a ``StopStream`` from
-``remsvc_result``, which ends the stream after the remaining plugins saw that result.
+Hooks are called by pluggy, each implementation guarded so that one plugin's
+exception is recorded in the stream's outcome and silences no other plugin (how, and
+why pluggy alone would not do it: :mod:`remsvc_core.hook_managers`).
 """
 
 from __future__ import annotations
@@ -36,6 +32,13 @@ from remsvc_core.entry_points import (
     info_of_object,
 )
 from remsvc_core.errors import PluginError, StopStream
+from remsvc_core.hook_managers import (
+    Impl,
+    impls_of,
+    new_manager,
+    register_checked,
+    register_guarded,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -52,12 +55,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = PLUGINS_GROUP
-_IMPL_MARK = f"{hookspecs.PROJECT_NAME}_impl"
 
 log = logging.getLogger(__name__)
-
-#: One hook implementation of a plugin: the hook's name and pluggy's record of it.
-Impl = tuple[str, pluggy.HookImpl]
 
 
 def describe(info: EntryPointInfo) -> str:
@@ -73,60 +72,13 @@ def describe_load_error(info: EntryPointInfo) -> str:
     )
 
 
-def _new_manager() -> pluggy.PluginManager:
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    return manager
-
-
-def _register_checked(manager: pluggy.PluginManager, plugin: object, name: str) -> None:
-    """Register ``plugin`` or raise :class:`PluginError` saying what is wrong with it."""
-    if manager.is_registered(plugin):
-        return
-    try:
-        manager.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {name!r} is not valid: {exc}") from exc
-    except ValueError as exc:  # pluggy: the name is already taken
-        raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
-    problems = []
-    impls = _impls_of(manager, plugin)
-    for hook_name, impl in impls:
-        if not getattr(manager.hook, hook_name).has_spec() and not impl.optionalhook:
-            known = ", ".join(sorted(_spec_names()))
-            problems.append(f"implements unknown hook {hook_name!r} (known hooks: {known})")
-        elif impl.wrapper or impl.hookwrapper:
-            problems.append(f"declares {hook_name!r} as a wrapper; remsvc hooks take no wrappers")
-    if not impls:
-        problems.append(
-            "has no remsvc hook implementations; decorate functions named after the hooks in "
-            "remsvc_core.hookspecs with remsvc_core.hookspecs.hookimpl"
-        )
-    if problems:
-        manager.unregister(plugin)
-        raise PluginError(f"plugin {name!r} " + "; ".join(problems))
-
-
-def _impls_of(manager: pluggy.PluginManager, plugin: object) -> list[Impl]:
-    return [
-        (caller.name, impl)
-        for caller in manager.get_hookcallers(plugin) or []
-        for impl in caller.get_hookimpls()
-        if impl.plugin is plugin
-    ]
-
-
-def _spec_names() -> list[str]:
-    return [name for name in dir(hookspecs) if name.startswith("remsvc_")]
-
-
 class _Registry:
     """The process-wide set of plugins, shared by every stream in every thread."""
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._entry_points = EntryPointGroup(ENTRY_POINT_GROUP)
-        self._manager = _new_manager()
+        self._manager = new_manager()
         self._infos: dict[str, EntryPointInfo] = {}
         self._from_entry_points: list[str] = []
         self._load_errors: list[EntryPointInfo] = []
@@ -156,7 +108,7 @@ class _Registry:
                         f"the name {entry.name!r} is already used by "
                         f"{describe(self._infos[entry.name])}"
                     )
-                _register_checked(self._manager, plugin, entry.name)
+                register_checked(self._manager, plugin, entry.name)
             except Exception as exc:
                 failed = entry.failed(exc)
                 self._load_errors.append(failed)
@@ -179,7 +131,7 @@ class _Registry:
                     f"a plugin named {chosen!r} is already registered "
                     f"({describe(self._infos[chosen])}); pass another name="
                 )
-            _register_checked(self._manager, plugin, chosen)
+            register_checked(self._manager, plugin, chosen)
             self._infos[chosen] = info_of_object(plugin, name=chosen, group=ENTRY_POINT_GROUP)
             return chosen
 
@@ -215,7 +167,7 @@ class _Registry:
         self._ensure_loaded()
         with self._lock:
             plugins = [
-                (plugin, self._infos[name], _impls_of(self._manager, plugin))
+                (plugin, self._infos[name], impls_of(self._manager, plugin))
                 for name, plugin in self._manager.list_name_plugin()
                 if name in self._infos
             ]
@@ -291,7 +243,7 @@ class StreamHooks:
 
     def __init__(self, extra: Sequence[object] = ()) -> None:
         plugins, self.errors = _registry.snapshot()
-        self._manager = _new_manager()
+        self._manager = new_manager()
         self._infos: dict[str, EntryPointInfo] = {}
         # Which package ships a per-stream plugin is looked up only to name it in an
         # error: the lookup reads package metadata from disk, and this runs on the loop.
@@ -300,7 +252,7 @@ class StreamHooks:
         self._stop: tuple[str, StopStream] | None = None
         seen: set[int] = set()
         for plugin, info, impls in plugins:
-            self._register_stand_in(info.name, impls)
+            self._register_guarded(info.name, impls)
             self._infos[info.name] = info
             seen.add(id(plugin))
         for index, plugin in enumerate(extra):
@@ -309,17 +261,17 @@ class StreamHooks:
             seen.add(id(plugin))
             # The class (or module) name says which plugin it is; pluggy's canonical
             # name for an instance is only its id().
-            kind = plugin.__name__ if isinstance(plugin, type) else type(plugin).__name__
-            if isinstance(plugin, types.ModuleType):
+            if isinstance(plugin, (type, types.ModuleType)):
                 kind = plugin.__name__
+            else:
+                kind = type(plugin).__name__
             name = f"hooks[{index}]:{kind}"
-            _register_checked(self._manager, plugin, name)  # refuses what pluggy would
-            impls = _impls_of(self._manager, plugin)
+            register_checked(self._manager, plugin, name)  # refuses what pluggy would
+            impls = impls_of(self._manager, plugin)
             self._manager.unregister(plugin)
-            self._register_stand_in(name, impls)
+            self._register_guarded(name, impls)
             self._unnamed[name] = plugin
-        hook = self._manager.hook
-        self._call_result: Callable[..., object] = hook.remsvc_result
+        self._call_result: Callable[..., object] = self._manager.hook.remsvc_result
 
     def implemented(self, hook_name: str) -> bool:
         """Whether any plugin of this stream implements ``hook_name`` (the engine skips
@@ -346,51 +298,24 @@ class StreamHooks:
         self._about = None
         self._manager.hook.remsvc_stream_finished(outcome=outcome, stream=stream)
 
-    def _register_stand_in(self, name: str, impls: list[Impl]) -> None:
-        """Register, as ``name``, an object implementing the same hooks as ``impls``
-        with the same pluggy options, each call guarded by :meth:`_guarded`."""
-        stand_in = types.SimpleNamespace()
-        for index, (hook_name, impl) in enumerate(impls):
-            # Named by position, bound to its hook by specname: one plugin may
-            # implement a hook twice (specname=), and both must stay.
-            attribute = f"impl_{index}"
-            setattr(stand_in, attribute, self._guarded(name, hook_name, impl))
-        self._manager.register(stand_in, name=name)
+    def _register_guarded(self, name: str, impls: list[Impl]) -> None:
+        register_guarded(self._manager, name, impls, functools.partial(self._caught, name))
 
-    def _guarded(self, name: str, hook_name: str, impl: pluggy.HookImpl) -> Callable[..., None]:
-        function = impl.function
-
-        # wraps() gives pluggy the plugin's own signature (it follows __wrapped__), so
-        # the implementation is passed exactly the arguments it asks for.
-        @functools.wraps(function)
-        def guarded(*args: Any, **kwargs: Any) -> None:
-            try:
-                function(*args, **kwargs)
-            except StopStream as exc:
-                self._stopped(name, hook_name, exc)
-            except Exception as exc:
-                self._failed(name, hook_name, exc)
-
-        setattr(guarded, _IMPL_MARK, {**impl.opts, "specname": hook_name})
-        return guarded
-
-    def _stopped(self, name: str, hook_name: str, exc: StopStream) -> None:
-        if hook_name == "remsvc_result":
-            if self._stop is None:  # the first one ends the stream; all plugins still run
+    def _caught(self, name: str, hook_name: str, exc: Exception) -> None:
+        """Keep what one implementation raised: the first StopStream from remsvc_result
+        ends the stream once every plugin saw the result; anything else is an error."""
+        if isinstance(exc, StopStream) and hook_name == "remsvc_result":
+            if self._stop is None:
                 self._stop = (self._describe(name), exc)
             return
-        self._record(
-            f"{self._describe(name)}: {hook_name}{self._context()} raised StopStream, "
-            "which only remsvc_result may raise; ignored",
-            exc,
+        raised = (
+            "StopStream, which only remsvc_result may raise; ignored"
+            if isinstance(exc, StopStream)
+            else f"{type(exc).__name__}: {exc}"
         )
-
-    def _failed(self, name: str, hook_name: str, exc: Exception) -> None:
-        self._record(
-            f"{self._describe(name)}: {hook_name}{self._context()} raised "
-            f"{type(exc).__name__}: {exc}",
-            exc,
-        )
+        message = f"{self._describe(name)}: {hook_name}{self._context()} raised {raised}"
+        self.errors.append(message)
+        log.error("remsvc %s", message, exc_info=exc)
 
     def _context(self) -> str:
         return f" for tid {self._about.tid}" if self._about is not None else ""
@@ -401,7 +326,3 @@ class StreamHooks:
             info = info_of_object(self._unnamed[name], name=name, group=ENTRY_POINT_GROUP)
             self._infos[name] = info
         return describe(info) if info else f"plugin {name!r}"
-
-    def _record(self, message: str, exc: BaseException) -> None:
-        self.errors.append(message)
-        log.error("remsvc %s", message, exc_info=exc)

@@ -206,10 +206,10 @@ async def test_hooks_run_in_pluggys_order_each_guarded(misbehaving):
 
 
 def test_pluggy_stops_at_the_first_exception():
-    """Why StreamHooks guards each implementation (remsvc_core/plugins.py): pluggy's own
-    hook call stops at the first exception, so one failing plugin would keep the others
-    from seeing the event. Pinned to the installed pluggy: if this fails, pluggy now
-    calls the other implementations itself, and the guards can go."""
+    """Why each stream guards every hook implementation (remsvc_core/hook_managers.py):
+    pluggy's own hook call stops at the first exception, so one failing plugin would keep
+    the others from seeing the event. Pinned to the installed pluggy: if this fails,
+    pluggy now calls the other implementations itself, and the guards can go."""
     manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     manager.add_hookspecs(hookspecs)
     seen: list[object] = []
@@ -230,7 +230,7 @@ def test_pluggy_stops_at_the_first_exception():
         manager.hook.remsvc_stream_started(stream="a stream")
     assert seen == [], (
         f"pluggy {pluggy.__version__} called the other implementations after one raised: "
-        "the per-implementation guards in remsvc_core.plugins.StreamHooks can go"
+        "the guards of remsvc_core.hook_managers.register_guarded can go"
     )
 
 
