@@ -164,6 +164,35 @@ def handler(args: dict[str, Any]) -> dict[str, Any]:
     return _measure_call(pipeline.apply, results, repeat)
 
 
+@job
+def result_hook(args: dict[str, Any]) -> dict[str, Any]:
+    """A handler spec's fail-fast hooks fed every result of one stream of N commands,
+    called as the engine calls them (``StreamHooks.result``, once per result, on the
+    loop): the time per result, best of ``repeat`` streams."""
+    from remsvc_core.commands import validate_commands
+    from remsvc_core.handlers import resolve_handler
+    from remsvc_core.hookspecs import StreamInfo
+    from remsvc_core.plugins import StreamHooks
+    from remsvc_core.results import CommandResult
+
+    n, repeat = int(args["n"]), int(args.get("repeat", 3))
+    batch = validate_commands([f"echo host-{tid:06d} && uptime" for tid in range(1, n + 1)])
+    results = [CommandResult(tid=c.tid, rc=0, out="", err="", hsh=c.hsh, cmd=c.cmd) for c in batch]
+    pipeline = resolve_handler(args["spec"])
+    times = []
+    for _ in range(repeat):
+        hooks = StreamHooks(pipeline.result_hooks())
+        stream = StreamInfo(stream_id="bench", target="127.0.0.1:0", commands=tuple(batch))
+        hooks.stream_started(stream)
+        gc.collect()
+        start = time.perf_counter()
+        stops = [stop for stop in map(hooks.result, results, [stream] * n) if stop is not None]
+        times.append(time.perf_counter() - start)
+        if stops or hooks.errors:  # a hook that stopped early would look fast
+            raise RuntimeError(f"the hooks did not pass every result: {stops[:1]} {hooks.errors}")
+    return {"elapsed_s": min(times), "per_result_us": min(times) / n * 1e6, "times_s": times}
+
+
 # ---------------------------------------------------------------- through our engine
 
 

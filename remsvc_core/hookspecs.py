@@ -104,8 +104,10 @@ def remsvc_result(result: CommandResult, stream: StreamInfo) -> None:
     Fires once per tid, in the order the responses arrive (which need not be command
     order), before the next response is read. A repeated or unknown tid does not fire
     this hook; it fires :func:`remsvc_unexpected_response` instead. ``result.cmd`` is
-    the command that was sent and ``result.latency_s`` the time from writing it to
-    reading its answer. The return value is ignored.
+    the command that was sent (from the client's own batch, never from the response,
+    so there is no need to look it up in ``stream.commands``: a search of the batch
+    per result is quadratic work on the event loop) and ``result.latency_s`` the time
+    from writing it to reading its answer. The return value is ignored.
 
     Raise :class:`remsvc_core.errors.StopStream` to end the stream on purpose (a
     fail-fast check): the engine still calls the remaining plugins for this result,

@@ -1,38 +1,49 @@
-"""Finding remsvc plugins and calling their hooks, one implementation at a time.
+"""Finding remsvc plugins and calling their hooks through pluggy, one plugin isolated
+from the next.
 
 Plugins come from three places: installed packages (entry-point group
-``remsvc.plugins``, loaded once per process, each entry point on its own so one broken
-package cannot keep the others out), :func:`register_plugin` (code), and the ``hooks=``
-argument of one stream. The hooks themselves are documented in
-:mod:`remsvc_core.hookspecs`.
+``remsvc.plugins``, found by :mod:`remsvc_core.entry_points` and loaded once per
+process, each entry point on its own so one broken package cannot keep the others
+out), :func:`register_plugin` (code), and the ``hooks=`` argument of one stream. The
+hooks themselves are documented in :mod:`remsvc_core.hookspecs`.
 
-Calls are isolated per implementation: pluggy's own hook call stops at the first
-exception, which would let one faulty plugin silence the rest, so :class:`StreamHooks`
-calls each implementation itself and turns failures into readable plugin errors.
+Hooks are called by pluggy, each implementation guarded so that one plugin's
+exception is recorded in the stream's outcome and silences no other plugin (how, and
+why pluggy alone would not do it: :mod:`remsvc_core.hook_managers`).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import inspect
 import logging
 import threading
 import types
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pluggy
 
 from remsvc_core import hookspecs
+from remsvc_core.entry_points import (
+    PLUGINS_GROUP,
+    EntryPointGroup,
+    EntryPointInfo,
+    info_of_object,
+)
 from remsvc_core.errors import PluginError, StopStream
+from remsvc_core.hook_managers import (
+    Impl,
+    impls_of,
+    new_manager,
+    register_checked,
+    register_guarded,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "EntryPointInfo",
     "PluginError",
-    "PluginInfo",
-    "PluginLoadError",
     "StreamHooks",
     "entry_points_loaded",
     "get_plugin_manager",
@@ -43,109 +54,22 @@ __all__ = [
     "unregister_plugin",
 ]
 
-ENTRY_POINT_GROUP = "remsvc.plugins"
+ENTRY_POINT_GROUP = PLUGINS_GROUP
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class PluginInfo:
-    """One active plugin: its registered name and where it comes from."""
-
-    name: str
-    package: str
-    entry_point: str = ""
-
-    def describe(self) -> str:
-        return f"plugin {self.name!r} ({self.package})"
+def describe(info: EntryPointInfo) -> str:
+    """A plugin as error messages name it: ``plugin 'name' (package NAME VERSION)``."""
+    return f"plugin {info.name!r} ({info.origin})"
 
 
-@dataclass(frozen=True)
-class PluginLoadError:
-    """An entry point in ``remsvc.plugins`` that could not be loaded."""
-
-    entry_point: str
-    value: str
-    package: str
-    error: str
-
-    def describe(self) -> str:
-        return (
-            f"plugin entry point {self.entry_point!r} = {self.value!r} ({self.package}) "
-            f"failed to load: {self.error}"
-        )
-
-
-def _new_manager() -> pluggy.PluginManager:
-    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
-    manager.add_hookspecs(hookspecs)
-    return manager
-
-
-def _register_checked(manager: pluggy.PluginManager, plugin: object, name: str) -> None:
-    """Register ``plugin`` or raise :class:`PluginError` saying what is wrong with it."""
-    if manager.is_registered(plugin):
-        return
-    try:
-        manager.register(plugin, name=name)
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {name!r} is not valid: {exc}") from exc
-    except ValueError as exc:  # pluggy: the name is already taken
-        raise PluginError(f"plugin {name!r} cannot be registered: {exc}") from exc
-    problems = []
-    callers = manager.get_hookcallers(plugin) or []
-    for caller in callers:
-        for impl in caller.get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            if not caller.has_spec() and not impl.optionalhook:
-                known = ", ".join(sorted(_spec_names()))
-                problems.append(f"implements unknown hook {caller.name!r} (known hooks: {known})")
-            elif impl.wrapper or impl.hookwrapper:
-                problems.append(
-                    f"declares {caller.name!r} as a wrapper; remsvc hooks take no wrappers"
-                )
-    if not callers:
-        problems.append(
-            "has no remsvc hook implementations; decorate functions named after the hooks in "
-            "remsvc_core.hookspecs with remsvc_core.hookspecs.hookimpl"
-        )
-    if problems:
-        manager.unregister(plugin)
-        raise PluginError(f"plugin {name!r} " + "; ".join(problems))
-
-
-def _spec_names() -> list[str]:
-    return [name for name in dir(hookspecs) if name.startswith("remsvc_")]
-
-
-_packages_cache: dict[str, list[str]] | None = None
-
-
-def package_of(plugin: object) -> str:
-    """``"package NAME VERSION"`` for the distribution that ships ``plugin``'s module."""
-    global _packages_cache
-    module = (
-        plugin.__name__
-        if isinstance(plugin, types.ModuleType)
-        else getattr(plugin, "__module__", None) or type(plugin).__module__
+def describe_load_error(info: EntryPointInfo) -> str:
+    """Why a ``remsvc.plugins`` entry point is not active."""
+    return (
+        f"plugin entry point {info.name!r} = {info.entry_point!r} ({info.origin}) "
+        f"failed to load: {info.error}"
     )
-    if _packages_cache is None:
-        # Scans every installed distribution once; only needed to name a plugin.
-        _packages_cache = dict(importlib.metadata.packages_distributions())
-    top = module.split(".")[0]
-    dists = _packages_cache.get(top)
-    if not dists:
-        return f"module {module}"
-    return "package " + _dist_label(dists[0])
-
-
-@functools.lru_cache(maxsize=256)
-def _dist_label(name: str) -> str:
-    try:
-        return f"{name} {importlib.metadata.version(name)}"
-    except importlib.metadata.PackageNotFoundError:
-        return name
 
 
 class _Registry:
@@ -153,10 +77,11 @@ class _Registry:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._manager = _new_manager()
-        self._infos: dict[str, PluginInfo] = {}
+        self._entry_points = EntryPointGroup(ENTRY_POINT_GROUP)
+        self._manager = new_manager()
+        self._infos: dict[str, EntryPointInfo] = {}
         self._from_entry_points: list[str] = []
-        self._load_errors: list[PluginLoadError] = []
+        self._load_errors: list[EntryPointInfo] = []
         self._loaded = False
 
     @property
@@ -174,37 +99,24 @@ class _Registry:
                 self._load_entry_points()
 
     def _load_entry_points(self) -> None:
-        seen: set[tuple[str, str]] = set()
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if (entry_point.name, entry_point.value) in seen:
-                continue  # the same distribution found twice on sys.path
-            seen.add((entry_point.name, entry_point.value))
-            dist = getattr(entry_point, "dist", None)
-            package = "package " + _dist_label(dist.name) if dist is not None else "unknown package"
+        for entry in self._entry_points.entries():
             try:
-                loaded = entry_point.load()
+                loaded = self._entry_points.load(entry)
                 plugin = loaded() if inspect.isclass(loaded) else loaded
-                name = entry_point.name
-                if name in self._infos:
+                if entry.name in self._infos:
                     raise PluginError(
-                        f"the name {name!r} is already used by {self._infos[name].describe()}"
+                        f"the name {entry.name!r} is already used by "
+                        f"{describe(self._infos[entry.name])}"
                     )
-                _register_checked(self._manager, plugin, name)
+                register_checked(self._manager, plugin, entry.name)
             except Exception as exc:
-                error = PluginLoadError(
-                    entry_point=entry_point.name,
-                    value=entry_point.value,
-                    package=package,
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                self._load_errors.append(error)
-                log.warning("%s", error.describe(), exc_info=exc)
+                failed = entry.failed(exc)
+                self._load_errors.append(failed)
+                log.warning("%s", describe_load_error(failed), exc_info=exc)
                 continue
-            self._infos[name] = PluginInfo(
-                name=name, package=package, entry_point=entry_point.value
-            )
-            self._from_entry_points.append(name)
-            log.debug("loaded remsvc plugin %r from %s", name, package)
+            self._infos[entry.name] = entry
+            self._from_entry_points.append(entry.name)
+            log.debug("loaded remsvc plugin %r from %s", entry.name, entry.origin)
 
     def register(self, plugin: object, name: str | None) -> str:
         self._ensure_loaded()
@@ -217,10 +129,10 @@ class _Registry:
             if chosen in self._infos:
                 raise PluginError(
                     f"a plugin named {chosen!r} is already registered "
-                    f"({self._infos[chosen].describe()}); pass another name="
+                    f"({describe(self._infos[chosen])}); pass another name="
                 )
-            _register_checked(self._manager, plugin, chosen)
-            self._infos[chosen] = PluginInfo(name=chosen, package=package_of(plugin))
+            register_checked(self._manager, plugin, chosen)
+            self._infos[chosen] = info_of_object(plugin, name=chosen, group=ENTRY_POINT_GROUP)
             return chosen
 
     def unregister(self, plugin_or_name: object) -> None:
@@ -239,31 +151,34 @@ class _Registry:
             if name in self._from_entry_points:
                 self._from_entry_points.remove(name)
 
-    def reload(self) -> list[PluginLoadError]:
+    def reload(self) -> list[EntryPointInfo]:
         with self._lock:
             self._ensure_loaded()
             for name in list(self._from_entry_points):
                 self.unregister(name)
             self._load_errors = []
+            self._entry_points.refresh()
             self._load_entry_points()
             return list(self._load_errors)
 
-    def snapshot(self) -> tuple[list[tuple[str, object, PluginInfo]], list[PluginLoadError]]:
+    def snapshot(self) -> tuple[list[tuple[object, EntryPointInfo, list[Impl]]], list[str]]:
+        """Every active plugin with its record and hook implementations, and the load
+        errors as text: what one stream starts from."""
         self._ensure_loaded()
         with self._lock:
             plugins = [
-                (name, plugin, self._infos[name])
+                (plugin, self._infos[name], impls_of(self._manager, plugin))
                 for name, plugin in self._manager.list_name_plugin()
                 if name in self._infos
             ]
-            return plugins, list(self._load_errors)
+            return plugins, [describe_load_error(error) for error in self._load_errors]
 
-    def infos(self) -> list[PluginInfo]:
+    def infos(self) -> list[EntryPointInfo]:
         self._ensure_loaded()
         with self._lock:
             return sorted(self._infos.values(), key=lambda info: info.name)
 
-    def load_errors(self) -> list[PluginLoadError]:
+    def load_errors(self) -> list[EntryPointInfo]:
         self._ensure_loaded()
         with self._lock:
             return list(self._load_errors)
@@ -302,17 +217,17 @@ def unregister_plugin(plugin_or_name: object) -> None:
     _registry.unregister(plugin_or_name)
 
 
-def list_plugins() -> list[PluginInfo]:
-    """The active process-wide plugins, by name."""
+def list_plugins() -> list[EntryPointInfo]:
+    """The active process-wide plugins, by name: where each comes from."""
     return _registry.infos()
 
 
-def plugin_load_errors() -> list[PluginLoadError]:
-    """Entry points in ``remsvc.plugins`` that failed to load, with the reason."""
+def plugin_load_errors() -> list[EntryPointInfo]:
+    """Entry points in ``remsvc.plugins`` that failed to load; ``error`` says why."""
     return _registry.load_errors()
 
 
-def reload_plugins() -> list[PluginLoadError]:
+def reload_plugins() -> list[EntryPointInfo]:
     """Forget plugins loaded from entry points and load them again (after installing
     a package in a running notebook, say). Plugins registered in code stay.
     Returns the entry points that failed to load."""
@@ -327,27 +242,36 @@ class StreamHooks:
     """
 
     def __init__(self, extra: Sequence[object] = ()) -> None:
-        plugins, load_errors = _registry.snapshot()
-        self.errors: list[str] = [error.describe() for error in load_errors]
-        self._manager = _new_manager()
-        self._infos: dict[str, PluginInfo] = {}
+        plugins, self.errors = _registry.snapshot()
+        self._manager = new_manager()
+        self._infos: dict[str, EntryPointInfo] = {}
         # Which package ships a per-stream plugin is looked up only to name it in an
         # error: the lookup reads package metadata from disk, and this runs on the loop.
         self._unnamed: dict[str, object] = {}
-        for name, plugin, info in plugins:
-            self._manager.register(plugin, name=name)  # already checked when registered
-            self._infos[name] = info
+        self._about: Any = None  # the result or response being handled, for messages
+        self._stop: tuple[str, StopStream] | None = None
+        seen: set[int] = set()
+        for plugin, info, impls in plugins:
+            self._register_guarded(info.name, impls)
+            self._infos[info.name] = info
+            seen.add(id(plugin))
         for index, plugin in enumerate(extra):
-            if self._manager.is_registered(plugin):
+            if id(plugin) in seen:
                 continue  # also registered process-wide; one call per event is enough
+            seen.add(id(plugin))
             # The class (or module) name says which plugin it is; pluggy's canonical
             # name for an instance is only its id().
-            kind = plugin.__name__ if isinstance(plugin, type) else type(plugin).__name__
-            if type(plugin).__name__ == "module":
-                kind = getattr(plugin, "__name__", kind)
+            if isinstance(plugin, (type, types.ModuleType)):
+                kind = plugin.__name__
+            else:
+                kind = type(plugin).__name__
             name = f"hooks[{index}]:{kind}"
-            _register_checked(self._manager, plugin, name)
+            register_checked(self._manager, plugin, name)  # refuses what pluggy would
+            impls = impls_of(self._manager, plugin)
+            self._manager.unregister(plugin)
+            self._register_guarded(name, impls)
             self._unnamed[name] = plugin
+        self._call_result: Callable[..., object] = self._manager.hook.remsvc_result
 
     def implemented(self, hook_name: str) -> bool:
         """Whether any plugin of this stream implements ``hook_name`` (the engine skips
@@ -356,72 +280,57 @@ class StreamHooks:
         return bool(caller.get_hookimpls())
 
     def stream_started(self, stream: hookspecs.StreamInfo) -> None:
-        self._call("remsvc_stream_started", {"stream": stream}, context="")
+        self._about = None
+        self._manager.hook.remsvc_stream_started(stream=stream)
 
     def result(self, result: Any, stream: hookspecs.StreamInfo) -> tuple[str, StopStream] | None:
         """Call ``remsvc_result``; returns (plugin description, exc) of the first StopStream."""
-        return self._call(
-            "remsvc_result",
-            {"result": result, "stream": stream},
-            context=f" for tid {result.tid}",
-            allow_stop=True,
-        )
-
-    def output(self, chunk: Any, stream: hookspecs.StreamInfo) -> None:
-        self._call(
-            "remsvc_output", {"chunk": chunk, "stream": stream}, context=f" for tid {chunk.tid}"
-        )
-
-    def heartbeat(self, running: Any, stream: hookspecs.StreamInfo) -> None:
-        self._call("remsvc_heartbeat", {"running": running, "stream": stream}, context="")
-
-    def unexpected_response(self, response: Any, stream: hookspecs.StreamInfo) -> None:
-        self._call(
-            "remsvc_unexpected_response",
-            {"response": response, "stream": stream},
-            context=f" for tid {response.tid}",
-        )
-
-    def stream_finished(self, outcome: Any, stream: hookspecs.StreamInfo) -> None:
-        self._call("remsvc_stream_finished", {"outcome": outcome, "stream": stream}, context="")
-
-    def _call(
-        self,
-        hook_name: str,
-        kwargs: dict[str, Any],
-        *,
-        context: str,
-        allow_stop: bool = False,
-    ) -> tuple[str, StopStream] | None:
-        caller: pluggy.HookCaller = getattr(self._manager.hook, hook_name)
-        stop: tuple[str, StopStream] | None = None
-        # pluggy's call order: last in the list first (LIFO registration, tryfirst/trylast).
-        for impl in reversed(caller.get_hookimpls()):
-            try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except StopStream as exc:
-                who = self._describe(impl.plugin_name)
-                if allow_stop:
-                    if stop is None:
-                        stop = (who, exc)
-                    continue
-                self._record(
-                    f"{who}: {hook_name}{context} raised StopStream, which only "
-                    f"remsvc_result may raise; ignored",
-                    exc,
-                )
-            except Exception as exc:
-                who = self._describe(impl.plugin_name)
-                self._record(f"{who}: {hook_name}{context} raised {type(exc).__name__}: {exc}", exc)
+        self._about = result
+        self._call_result(result=result, stream=stream)
+        stop, self._stop = self._stop, None
         return stop
 
-    def _describe(self, plugin_name: str) -> str:
-        info = self._infos.get(plugin_name)
-        if info is None and plugin_name in self._unnamed:
-            info = PluginInfo(name=plugin_name, package=package_of(self._unnamed[plugin_name]))
-            self._infos[plugin_name] = info
-        return info.describe() if info else f"plugin {plugin_name!r}"
+    def output(self, chunk: Any, stream: hookspecs.StreamInfo) -> None:
+        self._about = chunk
+        self._manager.hook.remsvc_output(chunk=chunk, stream=stream)
 
-    def _record(self, message: str, exc: BaseException) -> None:
+    def heartbeat(self, running: Any, stream: hookspecs.StreamInfo) -> None:
+        self._about = None
+        self._manager.hook.remsvc_heartbeat(running=running, stream=stream)
+
+    def unexpected_response(self, response: Any, stream: hookspecs.StreamInfo) -> None:
+        self._about = response
+        self._manager.hook.remsvc_unexpected_response(response=response, stream=stream)
+
+    def stream_finished(self, outcome: Any, stream: hookspecs.StreamInfo) -> None:
+        self._about = None
+        self._manager.hook.remsvc_stream_finished(outcome=outcome, stream=stream)
+
+    def _register_guarded(self, name: str, impls: list[Impl]) -> None:
+        register_guarded(self._manager, name, impls, functools.partial(self._caught, name))
+
+    def _caught(self, name: str, hook_name: str, exc: Exception) -> None:
+        """Keep what one implementation raised: the first StopStream from remsvc_result
+        ends the stream once every plugin saw the result; anything else is an error."""
+        if isinstance(exc, StopStream) and hook_name == "remsvc_result":
+            if self._stop is None:
+                self._stop = (self._describe(name), exc)
+            return
+        raised = (
+            "StopStream, which only remsvc_result may raise; ignored"
+            if isinstance(exc, StopStream)
+            else f"{type(exc).__name__}: {exc}"
+        )
+        message = f"{self._describe(name)}: {hook_name}{self._context()} raised {raised}"
         self.errors.append(message)
         log.error("remsvc %s", message, exc_info=exc)
+
+    def _context(self) -> str:
+        return f" for tid {self._about.tid}" if self._about is not None else ""
+
+    def _describe(self, name: str) -> str:
+        info = self._infos.get(name)
+        if info is None and name in self._unnamed:
+            info = info_of_object(self._unnamed[name], name=name, group=ENTRY_POINT_GROUP)
+            self._infos[name] = info
+        return describe(info) if info else f"plugin {name!r}"

@@ -7,5 +7,7 @@ group by the airflow-provider-remsvc distribution:
 - ``verify_hash`` (:func:`remsvc_handlers.verify_hash.verify_hash`).
 
 Select them by name (``resolve_handler("dataframe")``); importing these modules
-directly is fine too.
+directly is fine too. They are written like any plugin's handler, on the public API of
+:mod:`remsvc_core.handlers` only (they read rows in place with ``@reads_result_rows``),
+so each of them is an example of it.
 """

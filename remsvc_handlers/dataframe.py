@@ -7,15 +7,14 @@ from itertools import chain
 from typing import Any
 
 from remsvc_core.errors import HandlerError
-from remsvc_core.handlers._rows import ResultRows, column_and_presence, int_codes, result_rows
-from remsvc_core.handlers._sharing import takes_result_rows
+from remsvc_core.handlers import ResultRows, as_ints, reads_result_rows, result_rows
 
 COLUMNS = ("tid", "cmd", "rc", "out", "err", "hsh")
 _TID = operator.itemgetter("tid")
 INSTALL_HINT = "pip install 'airflow-provider-remsvc[pandas]'"
 
 
-@takes_result_rows
+@reads_result_rows
 def to_dataframe(results: Any) -> Any:
     """Results as a pandas DataFrame, one row per command, in command order.
 
@@ -37,8 +36,10 @@ def to_dataframe(results: Any) -> Any:
         if key == "tid":  # every row of ResultRows has an int tid
             columns[key] = np.fromiter(map(_TID, rows), dtype=np.int64, count=len(rows))
             continue
-        values, complete = column_and_presence(rows, key)
-        every_row_has_every_column &= complete
+        values = rows.complete_column(key)
+        if values is None:
+            every_row_has_every_column = False
+            values = rows.column(key)
         if key == "rc":
             columns[key] = np.array(_int_values(rows, key, values), dtype=np.int64)
         else:
@@ -61,7 +62,7 @@ def _pandas() -> Any:
 
 
 def _int_values(rows: ResultRows, key: str, values: list[Any]) -> list[Any]:
-    codes = int_codes(values)
+    codes = as_ints(values)
     if codes is not values and None in codes:
         index = codes.index(None)
         raise HandlerError(

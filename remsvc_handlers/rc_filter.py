@@ -6,9 +6,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from remsvc_core.errors import HandlerError
-from remsvc_core.handlers import as_tid, is_dataframe, result_handler
-from remsvc_core.handlers._rows import column, int_codes, result_rows
-from remsvc_core.handlers._sharing import hand_back, takes_result_rows
+from remsvc_core.handlers import (
+    as_ints,
+    as_tid,
+    is_dataframe,
+    reads_result_rows,
+    result_handler,
+    result_rows,
+)
 
 KEEP_CHOICES = ("all", "failures", "successes")
 
@@ -63,7 +68,7 @@ def _kept_codes(keep: Any, accepted: frozenset[int]) -> tuple[frozenset[int], bo
     return frozenset(_int_list(keep, "keep")), True
 
 
-@takes_result_rows
+@reads_result_rows
 @result_handler(accepted_rcs=accepted_rcs, validate_options=validate_options)
 def rc_filter(results: Any, *, accept: Any = (0,), keep: Any = "all") -> Any:
     """Decide which exit codes count as success, and keep all, failed, succeeded or chosen results.
@@ -95,12 +100,11 @@ def rc_filter(results: Any, *, accept: Any = (0,), keep: Any = "all") -> Any:
         if chosen is None:
             return results.reset_index(drop=True)
         codes, inside = chosen
-        mask = [(code in codes) is inside for code in int_codes(results["rc"].tolist())]
+        mask = [(code in codes) is inside for code in as_ints(results["rc"].tolist())]
         return results[mask].reset_index(drop=True)
     rows = result_rows(results, handler="'rc_filter'")
     if chosen is None:
-        return hand_back(results, rows)
+        return rows
     codes, inside = chosen
-    rcs = int_codes(column(rows, "rc"))
-    kept = [row for row, rc in zip(rows, rcs, strict=True) if (rc in codes) is inside]
-    return hand_back(results, rows.derive(kept))
+    rcs = as_ints(rows.column("rc"))
+    return rows.derive(row for row, rc in zip(rows, rcs, strict=True) if (rc in codes) is inside)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from remsvc_core.handlers._rows import result_rows
-from remsvc_core.handlers._sharing import hand_back, takes_result_rows
+from remsvc_core.handlers import ResultRows, reads_result_rows, result_rows
 
 _BY_TID = operator.itemgetter("tid")
 
 
-@takes_result_rows
-def sorted_results(results: Any) -> list[dict[str, Any]]:
+@reads_result_rows
+def sorted_results(results: Any) -> ResultRows:
     """Results as a list of result dicts in command order (by integer tid).
 
     On the raw mapping this is exactly the original provider's output: the
@@ -23,5 +22,4 @@ def sorted_results(results: Any) -> list[dict[str, Any]]:
     """
     rows = result_rows(results, handler="'sorted'")
     # A stable sort; on rows already in command order (the usual case) it is one pass.
-    ordered: list[dict[str, Any]] = hand_back(results, rows.derive(sorted(rows, key=_BY_TID)))
-    return ordered
+    return rows.derive(sorted(rows, key=_BY_TID))

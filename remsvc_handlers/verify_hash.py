@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from remsvc_core.errors import HandlerError, StopStream
-from remsvc_core.handlers import is_dataframe, result_handler
-from remsvc_core.handlers._rows import ResultRows, column, result_rows
-from remsvc_core.handlers._sharing import hand_back, takes_result_rows
+from remsvc_core.handlers import (
+    ResultRows,
+    is_dataframe,
+    reads_result_rows,
+    result_handler,
+    result_rows,
+)
 from remsvc_core.hashing import command_hash
 from remsvc_core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from remsvc_core.hookspecs import StreamInfo
     from remsvc_core.results import CommandResult
 
 ON_MISMATCH_CHOICES = ("fail", "mark")
@@ -29,12 +33,16 @@ def validate_options(*, on_mismatch: Any = "fail") -> None:
 
 class HashCheck:
     """Fail-fast check: ends the stream at the first response whose ``hsh`` is not the
-    CRC-32 of the command sent with that tid."""
+    CRC-32 of the command sent with that tid.
+
+    Constant work per result, on the event loop: ``result.cmd`` is the command the
+    engine sent with that tid (taken from its own batch, never from the response), so
+    the batch is not searched.
+    """
 
     @hookimpl
-    def remsvc_result(self, result: CommandResult, stream: StreamInfo) -> None:
-        sent = next((c.cmd for c in stream.commands if c.tid == result.tid), result.cmd)
-        expected = command_hash(sent)
+    def remsvc_result(self, result: CommandResult) -> None:
+        expected = command_hash(result.cmd)
         if result.hsh != expected:
             raise StopStream(
                 f"verify_hash: tid {result.tid} came back with hsh {result.hsh!r}, "
@@ -47,7 +55,7 @@ def result_hook(*, on_mismatch: Any = "fail") -> HashCheck | None:
     return HashCheck() if on_mismatch == "fail" else None
 
 
-@takes_result_rows
+@reads_result_rows
 @result_handler(result_hook=result_hook, validate_options=validate_options)
 def verify_hash(results: Any, *, on_mismatch: Any = "fail") -> Any:
     """Check every response's hsh against the hash of the command sent.
@@ -72,30 +80,29 @@ def verify_hash(results: Any, *, on_mismatch: Any = "fail") -> Any:
             raise HandlerError(
                 _mismatch_message([row for row, ok in zip(rows, verdicts, strict=True) if not ok])
             )
-        return results.copy() if is_dataframe(results) else hand_back(results, rows)
+        return results.copy() if is_dataframe(results) else rows
     if is_dataframe(results):
         marked = results.copy()
         marked["hash_ok"] = verdicts
         return marked
     # New dicts: the rows read may be the caller's, and are never changed.
-    fresh = [{**row, "hash_ok": ok} for row, ok in zip(rows, verdicts, strict=True)]
-    return hand_back(results, ResultRows(fresh, shared=False))
+    return ResultRows.fresh({**row, "hash_ok": ok} for row, ok in zip(rows, verdicts, strict=True))
 
 
-def _verdicts(rows: list[dict[str, Any]]) -> list[bool]:
+def _verdicts(rows: ResultRows) -> list[bool]:
     """Per row: is ``hsh`` the hash of ``cmd``? A missing or empty ``hsh`` never is."""
-    commands = column(rows, "cmd")
+    commands = rows.column("cmd")
     if not set(map(type, commands)) <= {str}:
         commands = [str(cmd or "") for cmd in commands]
     # command_hash always gives 8 hex digits, so an empty or missing hsh (or one of
     # another type) compares unequal without a separate test.
     return [
         hsh == expected
-        for hsh, expected in zip(column(rows, "hsh"), map(command_hash, commands), strict=True)
+        for hsh, expected in zip(rows.column("hsh"), map(command_hash, commands), strict=True)
     ]
 
 
-def _mismatch_message(bad: list[dict[str, Any]]) -> str:
+def _mismatch_message(bad: list[Mapping[str, Any]]) -> str:
     details = "; ".join(
         f"tid {row['tid']}: got {row.get('hsh')!r}, expected "
         f"{command_hash(str(row.get('cmd') or ''))!r}"

@@ -1,4 +1,4 @@
-"""5. Handlers on many synthetic results, against plain pandas.
+"""5. Handlers on many synthetic results, against plain pandas; and a fail-fast hook.
 
 Each measurement is a fresh process: it builds the same synthetic ``{tid: result}``
 mapping, warms the handler up on ten results (imports, entry-point lookup), then
@@ -7,6 +7,12 @@ the peak resident set (VmHWM, reset with /proc/self/clear_refs) over the residen
 right before it. RSS, not tracemalloc: it sees pandas' and numpy's native buffers and
 costs nothing while timing. The baseline is ``pd.DataFrame.from_records`` of the same
 dicts, what a user would write by hand.
+
+``apply()`` runs once the stream is over; a handler's fail-fast hook runs once per
+result while it streams, on the event loop (the triggerer's, in Airflow). The hook case
+times verify_hash's hook per result in a stream of 1,000 and of 20,000 results, and
+their ratio: work per result that grows with the batch (a search of the batch per
+result, say) shows as a ratio well above 1.
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ SPECS: dict[str, Any] = {
     ],
 }
 TARGETED = {"dataframe": Target("<=", 1.5)}
+HOOK_SPEC = "verify_hash"
+HOOK_COUNTS = (1_000, 20_000)
+HOOK_TARGET = Target("<=", 1.5)  # per result, 20,000 against 1,000: about the same
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -95,5 +104,48 @@ def run(ctx: Context) -> ScenarioResult:
         "during one call in that process (not tracemalloc). pandas baseline times "
         f"{[round(t, 1) for t in base_time]} ms.",
     )
-    result.details = {"rounds": outputs}
+    hook_outputs = _hook_rows(ctx, result)
+    result.details = {"rounds": outputs, "hook_rounds": hook_outputs}
     return result
+
+
+def _hook_rows(ctx: Context, result: ScenarioResult) -> dict[str, list[dict[str, Any]]]:
+    """The per-result cost of verify_hash's hook at each of HOOK_COUNTS, and the ratio."""
+    sizes = ctx.sizes
+    outputs: dict[str, list[dict[str, Any]]] = {}
+
+    def measure(n: int) -> float:
+        args = {"n": n, "spec": HOOK_SPEC, "repeat": sizes.handler_repeat}
+        out = run_worker("result_hook", args)
+        outputs.setdefault(str(n), []).append(out)
+        return float(out["per_result_us"])
+
+    small, large = HOOK_COUNTS
+    ctx.log(f"handlers: {HOOK_SPEC} hook per result at {small:,} and {large:,} results")
+    per = rotating_rounds(
+        sizes.rounds, {str(n): functools.partial(measure, n) for n in HOOK_COUNTS}
+    )
+    result.rows.append(
+        Row(
+            case=f"{HOOK_SPEC} hook: per result, {small:,} results",
+            value=median(per[str(small)]),
+            unit="µs",
+        )
+    )
+    result.rows.append(
+        Row(
+            case=f"{HOOK_SPEC} hook: per result, {large:,} results",
+            value=median(per[str(large)]),
+            unit="µs",
+            baseline=median(per[str(small)]),
+            baseline_label=f"per result at {small:,}",
+            ratio=paired_ratio(per[str(large)], per[str(small)]),
+            target=HOOK_TARGET,
+        )
+    )
+    result.notes.append(
+        f"{HOOK_SPEC} hook: StreamHooks.result() for every result of one stream, as the "
+        f"engine calls it, best of {sizes.handler_repeat} stream(s) per process; per-result "
+        f"times { ({n: [round(t, 2) for t in per[str(n)]] for n in HOOK_COUNTS}) } µs."
+    )
+    return outputs

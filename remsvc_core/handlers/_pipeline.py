@@ -22,8 +22,8 @@ from typing import Any
 from remsvc_core.errors import HandlerError
 from remsvc_core.handlers._options import check_options
 from remsvc_core.handlers._registry import HandlerInfo, find_candidate, info_of, load_candidate
-from remsvc_core.handlers._rows import as_tid, column, describe_value, int_codes, mapping_rows
-from remsvc_core.handlers._sharing import handed_out, reads_result_rows
+from remsvc_core.handlers._rows import as_ints, as_tid, describe_value, mapping_rows, mapping_tids
+from remsvc_core.handlers._sharing import handed_out, takes_result_rows
 
 DEFAULT_HANDLER = "sorted"
 DEFAULT_ACCEPTED_RCS: frozenset[int] = frozenset({0})
@@ -134,8 +134,8 @@ class ResultPipeline:
         """Tids whose exit code is not accepted, in command order."""
         rows = mapping_rows(raw_results, handler="the success check")
         accepted = self._accepted
-        codes = int_codes(column(rows, "rc"))
-        tids = rows.keys or []
+        codes = as_ints(rows.column("rc"))
+        tids = mapping_tids(rows)
         return [tid for tid, code in zip(tids, codes, strict=True) if code not in accepted]
 
     def result_hooks(self) -> list[object]:
@@ -153,15 +153,16 @@ class ResultPipeline:
         given and which step produced that.
 
         The caller's results are never changed, and the value returned shares no dict
-        with them. The mapping is read once, in place; built-in steps pass rows on
-        without copying, and a row is copied only before a step that is not a
-        built-in and on the way out (see :mod:`remsvc_core.handlers._sharing`).
+        with them. The mapping is read once, in place; steps marked
+        :func:`~remsvc_core.handlers.reads_result_rows` (the built-ins) pass rows on
+        without copying, and a row is copied only before a step that is not marked
+        and on the way out (see :mod:`remsvc_core.handlers._sharing`).
         """
         value = _initial_value(raw_results)
         source = "the raw results"
         total = len(self.steps)
         for position, step in enumerate(self.steps, start=1):
-            given = value if reads_result_rows(step.handler) else handed_out(value)
+            given = value if takes_result_rows(step.handler) else handed_out(value)
             try:
                 value = step.handler(given, **step.options)
             except Exception as exc:
@@ -284,11 +285,7 @@ def _initial_value(raw: Any) -> Any:
     raw_results = getattr(raw, "raw_results", None)
     if callable(raw_results):  # a StreamOutcome
         fresh = raw_results()
-        if not isinstance(fresh, Mapping):
-            return fresh
-        rows = mapping_rows(fresh)
-        rows.shared = False
-        return rows
+        return mapping_rows(fresh, shared=False) if isinstance(fresh, Mapping) else fresh
     return raw
 
 

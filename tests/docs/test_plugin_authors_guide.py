@@ -11,8 +11,9 @@ The page builds a handler package, ``acme-json-lines``, registering the handler
    tests, on the ``remsvc_server`` fixture of remsvc's pytest plugin),
    ``remsvc handlers``, ``remsvc run --handler acme_json_lines`` and
    ``python -m build``, then checks what ``twine upload`` (no-run) would publish;
-4. runs the page's other python blocks (a session on a real server, a DAG using the
-   name) in a fresh interpreter, and uses the handler by name in this process;
+4. runs the page's other python blocks (a session on a real server, handlers reading
+   rows in place, a DAG using the name) in a fresh interpreter, and uses the handler
+   by name in this process;
 5. uninstalls the package, so no other test sees an extra handler.
 
 Everything is offline: pip gets ``--no-index --no-deps --no-build-isolation``
@@ -315,10 +316,11 @@ def test_build_makes_what_twine_would_upload(guide: Site) -> None:
 
 
 def test_the_python_examples_run(guide: Site) -> None:
-    """The session on a real server, and the DAG, whose operator resolves the name
-    when the DAG is parsed (so it fails if the package were not installed)."""
+    """The session on a real server, the handlers that read rows in place, and the
+    DAG, whose operator resolves the name when the DAG is parsed (so it fails if the
+    package were not installed)."""
     python = [block for block in of_lang(blocks(DOC), "python") if block.file is None]
-    assert len(python) == 2
+    assert len(python) == 3
     done = guide.run_python(python)
     assert done.stdout.count("=== docs/") == len(python)
 

@@ -9,9 +9,11 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import pluggy
 import pytest
 from engine_helpers import Recorder, free_port
 
+from remsvc_core import hookspecs
 from remsvc_core.engine import NO_RETRY, run_commands
 from remsvc_core.errors import StopStream
 from remsvc_core.hookspecs import hookimpl
@@ -179,6 +181,59 @@ async def test_cancelling_the_caller_cancels_the_call(remsvc_server, recorder: R
     await _wait_until(lambda: remsvc_server.running_pids == [], "the sleep to be killed")
 
 
+async def test_hooks_run_in_pluggys_order_each_guarded(misbehaving):
+    server = misbehaving()
+    order: list[str] = []
+
+    def plugin(label: str, **opts: bool) -> object:
+        class Ordered:
+            @hookimpl(**opts)
+            def remsvc_result(self, result):
+                order.append(f"{label}{result.tid}")
+                if label == "plain":
+                    raise RuntimeError("plain fails, the others still run")
+
+        return Ordered()
+
+    # pluggy's order: tryfirst, then the most recently registered first, then trylast.
+    hooks = [plugin("last", trylast=True), plugin("first", tryfirst=True), plugin("plain")]
+    outcome = await run_commands(["a", "b"], server.settings(), hooks=hooks)
+
+    assert order == ["first1", "plain1", "last1", "first2", "plain2", "last2"]
+    assert len(outcome.plugin_errors) == 2
+    assert "plugin 'hooks[2]:Ordered'" in outcome.plugin_errors[0]
+    assert "remsvc_result for tid 1 raised RuntimeError" in outcome.plugin_errors[0]
+
+
+def test_pluggy_stops_at_the_first_exception():
+    """Why each stream guards every hook implementation (remsvc_core/hook_managers.py):
+    pluggy's own hook call stops at the first exception, so one failing plugin would keep
+    the others from seeing the event. Pinned to the installed pluggy: if this fails,
+    pluggy now calls the other implementations itself, and the guards can go."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    seen: list[object] = []
+
+    class Sees:
+        @hookimpl
+        def remsvc_stream_started(self, stream):
+            seen.append(stream)
+
+    class Fails:
+        @hookimpl
+        def remsvc_stream_started(self, stream):
+            raise RuntimeError("the first implementation called fails")
+
+    manager.register(Sees(), name="sees")  # registered first, so called last
+    manager.register(Fails(), name="fails")
+    with pytest.raises(RuntimeError, match="the first implementation called fails"):
+        manager.hook.remsvc_stream_started(stream="a stream")
+    assert seen == [], (
+        f"pluggy {pluggy.__version__} called the other implementations after one raised: "
+        "the guards of remsvc_core.hook_managers.register_guarded can go"
+    )
+
+
 # -- registration --------------------------------------------------------------------
 
 
@@ -301,12 +356,16 @@ async def test_entry_point_that_fails_to_import_is_reported_and_others_load(
 ):
     errors = reload_plugins()
 
-    [broken] = [e for e in errors if e.entry_point == "broken"]
-    assert broken.package == "package remsvc-fake-plugins 1.0"
+    [broken] = [e for e in errors if e.name == "broken"]
+    assert (broken.package, broken.version) == ("remsvc-fake-plugins", "1.0")
+    assert broken.origin == "package remsvc-fake-plugins 1.0"
+    assert (broken.group, broken.entry_point) == ("remsvc.plugins", "remsvc_fake_broken")
     assert broken.error.startswith("ImportError: remsvc_fake_broken needs a library")
     assert broken in plugin_load_errors()
     names = {info.name: info for info in list_plugins()}
-    assert names["good"].package == "package remsvc-fake-plugins 1.0"
+    assert names["good"].origin == "package remsvc-fake-plugins 1.0"
+    assert names["good"].entry_point == "remsvc_fake_good:GoodPlugin"
+    assert (names["good"].builtin, names["good"].error) == (False, None)
     assert "module" in names
 
     server = misbehaving()

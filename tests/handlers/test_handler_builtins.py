@@ -6,13 +6,16 @@ real results from the reference server are in test_handler_real_server.py.
 
 from __future__ import annotations
 
+import ast
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+import remsvc_handlers
 from remsvc_core.errors import HandlerError
 from remsvc_core.handlers import resolve_handler
 from remsvc_handlers.dataframe import COLUMNS, to_dataframe
@@ -288,3 +291,28 @@ def test_apply_does_not_modify_the_callers_results(many_results: Any) -> None:
         many_results
     )
     assert json.dumps(many_results, sort_keys=True) == before
+
+
+# --- written like plugins ------------------------------------------------------------
+
+
+def test_builtins_import_nothing_private() -> None:
+    """The built-ins are written like any plugin's handler, on the public API only
+    (docs/plugin-authors.md), so each of them can serve as an example."""
+    package = Path(remsvc_handlers.__file__).parent
+    modules = sorted(package.glob("*.py"))
+    assert len(modules) == 5
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            private = [
+                name
+                for name in names
+                if any(part.startswith("_") for part in name.split(".") if part != "__future__")
+            ]
+            assert not private, f"remsvc_handlers/{path.name} imports {private}"

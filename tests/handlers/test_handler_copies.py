@@ -1,22 +1,24 @@
 """Who may change which result dicts: the copy rules of the handler pipeline.
 
 The pipeline reads the caller's results in place and copies a row only before a step
-that is not a built-in and on the way out (remsvc_core/handlers/_sharing.py). These
-tests hold it to what that must never cost: the caller's results are never changed,
-what comes out shares no dict with them, a user's callable can change only its own
-copies, and the rows and columns come out as they did when every row was copied.
+not marked ``@reads_result_rows`` and on the way out (remsvc_core/handlers/_sharing.py).
+These tests hold it to what that must never cost: the caller's results are never
+changed, what comes out shares no dict with them, a user's callable can change only its
+own copies, a plugin's handler reading in place gets the same rows the built-ins get,
+and the rows and columns come out as they did when every row was copied.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pandas as pd
 import pytest
 
 from remsvc_core.errors import HandlerError
-from remsvc_core.handlers import resolve_handler, result_list
+from remsvc_core.handlers import ResultRows, resolve_handler, result_list, result_rows
 from remsvc_core.hashing import command_hash
 from remsvc_handlers.dataframe import to_dataframe
 from remsvc_handlers.rc_filter import rc_filter
@@ -149,6 +151,72 @@ def test_called_directly_builtins_return_plain_copies(make_result: Any) -> None:
         for row in out:
             row["cmd"] = "changed"
     assert snapshot(rows) == before
+
+
+IN_PLACE_MODULE = """
+from remsvc_core.handlers import ResultRows, reads_result_rows, result_rows
+
+GIVEN = []
+
+
+@reads_result_rows
+def with_output(results):
+    \"\"\"Only the results with some stdout.\"\"\"
+    GIVEN.append(results)
+    rows = result_rows(results, handler="with_output")
+    return rows.derive(row for row in rows if row.get("out"))
+
+
+@reads_result_rows
+def numbered(results):
+    \"\"\"Every result with its position.\"\"\"
+    rows = result_rows(results, handler="numbered")
+    return ResultRows.fresh({**row, "n": n} for n, row in enumerate(rows, start=1))
+"""
+
+
+def test_a_plugin_handler_can_read_in_place_like_the_builtins(
+    fake_dists: Any, many_results: dict[int, Any]
+) -> None:
+    fake_dists.add(
+        "in-place-handlers",
+        {"with_output": "in_place_mod:with_output", "numbered": "in_place_mod:numbered"},
+        {"in_place_mod": IN_PLACE_MODULE},
+    )
+    raw = {tid: many_results[tid] for tid in ORDER}
+    before = snapshot(raw)
+    out = resolve_handler(["with_output", "numbered", "sorted"]).apply(raw)
+
+    given = sys.modules["in_place_mod"].GIVEN[0]
+    assert isinstance(given, ResultRows)  # the pipeline's view, not a copy...
+    assert dict_ids(given) == dict_ids(raw)  # ...holding the caller's own dicts
+    assert [row["tid"] for row in out] == [tid for tid in ORDER if tid not in (3, 12)]
+    assert [row["n"] for row in out] == list(range(1, 13))
+    assert type(out) is list
+    assert not dict_ids(out) & dict_ids(raw)
+    assert snapshot(raw) == before
+
+    direct = sys.modules["in_place_mod"].with_output(raw)  # called directly: copies
+    assert type(direct) is list
+    assert len(direct) == 12
+    assert not dict_ids(direct) & dict_ids(raw)
+
+
+def test_the_rows_view_cannot_be_changed_and_fresh_rows_are_put_in_shape(
+    make_result: Any,
+) -> None:
+    rows = result_rows({2: make_result(2, "b"), 1: make_result(1, "a")})
+    assert [row["tid"] for row in rows] == [1, 2]
+    assert [row["tid"] for row in rows[1:]] == [2]
+    assert isinstance(rows[1:], ResultRows)
+    with pytest.raises(TypeError):
+        rows[0] = make_result(3, "c")  # type: ignore[index]
+    assert not hasattr(rows, "append")
+    assert rows.column("cmd") == ["a", "b"]
+    assert rows.complete_column("note") is None
+    assert rows.column("note") == [None, None]
+    fresh = ResultRows.fresh([{"tid": "7", "rc": 0}])
+    assert [row["tid"] for row in fresh] == [7]
 
 
 def test_rows_that_need_fixing_are_read_like_the_rest() -> None:

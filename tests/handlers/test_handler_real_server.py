@@ -14,6 +14,7 @@ from remsvc_core.errors import HandlerError, StopStream
 from remsvc_core.handlers import resolve_handler
 from remsvc_core.hashing import command_hash
 from remsvc_core.hookspecs import StreamInfo
+from remsvc_core.plugins import StreamHooks
 from remsvc_core.results import CommandResult, StreamOutcome
 from remsvc_core.server.config import ServerConfig
 from remsvc_core.server.embedded import EmbeddedServer
@@ -157,15 +158,53 @@ def test_verify_hash_hook_passes_a_real_stream(remsvc_server: Any) -> None:
 
 
 def test_verify_hash_hook_stops_on_a_tampered_result(outcome: StreamOutcome) -> None:
-    # The hook is called directly here with a real result whose hash was altered:
-    # the real server cannot be made to echo a wrong hash (see tampered()).
-    (hook,) = resolve_handler("verify_hash").result_hooks()
+    # The hook is called the way the engine calls it (StreamHooks), with a real result
+    # whose hash was altered: the real server cannot be made to echo a wrong hash
+    # (see tampered()).
+    hooks = StreamHooks(resolve_handler("verify_hash").result_hooks())
     stream = StreamInfo(stream_id="s", target="t", commands=tuple(outcome.commands))
-    hook.remsvc_result(result=outcome.results[10], stream=stream)  # type: ignore[attr-defined]
+    hooks.stream_started(stream)
+    assert hooks.result(outcome.results[10], stream) is None
     good = outcome.results[10].to_json()
     bad = CommandResult.from_json({**good, "hsh": command_hash("echo eleven")})
-    with pytest.raises(StopStream, match="tid 10"):
-        hook.remsvc_result(result=bad, stream=stream)  # type: ignore[attr-defined]
+    stop = hooks.result(bad, stream)
+    assert stop is not None
+    who, exc = stop
+    assert who.startswith("plugin 'hooks[0]:HashCheck' (")
+    assert isinstance(exc, StopStream)
+    assert "tid 10 came back with hsh" in str(exc)
+    assert hooks.errors == []
+
+
+class WatchedBatch(tuple):  # type: ignore[type-arg]
+    """A batch of commands that counts how often it is read."""
+
+    reads = 0
+
+    def __iter__(self) -> Any:
+        WatchedBatch.reads += 1
+        return super().__iter__()
+
+    def __getitem__(self, index: Any) -> Any:
+        WatchedBatch.reads += 1
+        return super().__getitem__(index)
+
+
+def test_verify_hash_hook_does_not_search_the_batch_per_result(outcome: StreamOutcome) -> None:
+    """The fail-fast hook runs on the triggerer's event loop once per result, so its
+    work per result must not grow with the batch: it used to search the commands for
+    each result's tid (20,000 results kept the loop busy for about 20 s). Reading the
+    batch once per stream, when it starts, would be fine; per result it must not."""
+    hooks = StreamHooks(resolve_handler("verify_hash").result_hooks())
+    batch = WatchedBatch(outcome.commands)
+    stream = StreamInfo(stream_id="s", target="t", commands=batch)
+    hooks.stream_started(stream)
+    WatchedBatch.reads = 0
+    for result in outcome.results.values():
+        assert hooks.result(result, stream) is None
+    assert len(outcome.results) == len(COMMANDS)
+    assert WatchedBatch.reads == 0
+    assert hooks.errors == []
 
 
 def test_pipelines_on_real_results(raw_as_json: Any) -> None:
