@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import pytest
@@ -53,3 +54,23 @@ def test_channel_key_ignores_the_token() -> None:
     a = ChannelSettings(target="h:1", bearer_token=Secret("a"))
     b = ChannelSettings(target="h:1", bearer_token=Secret("b"))
     assert a.channel_key() == b.channel_key()
+
+
+def test_channel_key_tells_apart_every_setting_of_a_channel(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pem = tmp_path / "x.pem"
+    pem.write_text("exists")
+    base = ChannelSettings(target="h:1", use_tls=True)
+    variants = {
+        "target": "h:2",
+        "use_tls": False,
+        "ca_cert_path": str(pem),
+        "tls_server_name": "other.example.com",
+        "max_receive_bytes": 1 << 20,
+    }
+    for name, value in variants.items():
+        changed = dataclasses.replace(base, **{name: value})
+        assert changed.channel_key() != base.channel_key(), name
+    mutual = dataclasses.replace(base, client_cert_path=str(pem), client_key_path=str(pem))
+    assert mutual.channel_key() != base.channel_key()
+    per_call = dataclasses.replace(base, metadata=(("x-team", "ops"),), bearer_token=Secret("t"))
+    assert per_call.channel_key() == base.channel_key()
