@@ -28,6 +28,10 @@ DEFAULT_PORT = 50051
 # Upstream caps stdout and stderr at 256 KiB each, but our server's cap can be raised;
 # 64 MiB keeps large outputs working without letting one response exhaust memory.
 DEFAULT_MAX_RECEIVE_BYTES = 64 * 1024 * 1024
+# Keepalive pings more often than this are abuse to gRPC servers (grpc-go and
+# grpc-java clients have the same floor); our server accepts them this often.
+MIN_KEEPALIVE_S = 10
+MAX_KEEPALIVE_S = 86_400
 # The settings that mean nothing on a plaintext channel.
 TLS_FIELDS = ("ca_cert_path", "client_cert_path", "client_key_path", "tls_server_name")
 # Settings sent with each call rather than fixed in a channel.
@@ -52,12 +56,15 @@ class ChannelSettings:
     bearer_token: Secret | None = field(default=None, repr=False)
     metadata: tuple[tuple[str, str], ...] = ()
     max_receive_bytes: int = DEFAULT_MAX_RECEIVE_BYTES
+    keepalive_s: int | None = None  # None: gRPC's sparse default pings (see channels.py)
 
     def __post_init__(self) -> None:
         if isinstance(self.bearer_token, str):
             object.__setattr__(
                 self, "bearer_token", Secret(self.bearer_token) if self.bearer_token else None
             )
+        if self.keepalive_s is not None:
+            object.__setattr__(self, "keepalive_s", check_keepalive(self.keepalive_s))
         object.__setattr__(self, "metadata", normalise_metadata(self.metadata))
         self.validate()
 
@@ -112,6 +119,18 @@ class ChannelSettings:
         if self.bearer_token:
             parts.append("bearer token")
         return ", ".join(parts)
+
+
+def check_keepalive(value: object, name: str = "keepalive_s") -> int:
+    """``value`` as a keepalive interval in whole seconds, or :class:`SettingsError`."""
+    return whole_number(
+        value,
+        name,
+        MIN_KEEPALIVE_S,
+        MAX_KEEPALIVE_S,
+        "seconds",
+        why=f"gRPC servers take pings more frequent than every {MIN_KEEPALIVE_S} s for abuse",
+    )
 
 
 def check_timeout(value: object, name: str = "stream_timeout") -> float:
@@ -183,7 +202,7 @@ def _secret(value: Any, name: str) -> Secret:
     return Secret(value)
 
 
-def whole_number(value: Any, name: str, low: int, high: int, unit: str) -> int:
+def whole_number(value: Any, name: str, low: int, high: int, unit: str, why: str = "") -> int:
     """``value`` (an int, or a string or float holding one) from ``low`` to ``high``."""
     number = value
     if isinstance(value, str):
@@ -194,6 +213,7 @@ def whole_number(value: Any, name: str, low: int, high: int, unit: str) -> int:
     if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
         raise SettingsError(
             f"{name} must be a whole number of {unit} from {low} to {high}, got {value!r}"
+            + (f" ({why})" if why else "")
         )
     return number
 
@@ -287,5 +307,23 @@ CONNECTION_EXTRAS: tuple[ConnectionExtra, ...] = (
         metavar="MIB",
         flag_help="largest single result to accept, in MiB (default 64; raise it for servers "
         "whose output_cap_bytes is higher)",
+    ),
+    ConnectionExtra(
+        "keepalive_s",
+        "keepalive_s",
+        check_keepalive,
+        "Keepalive interval (seconds)",
+        "string",
+        "Ping the server this often while a command runs, so that a proxy or load balancer "
+        "that drops idle connections keeps a silent command's stream: below its idle "
+        f"timeout, at least {MIN_KEEPALIVE_S}. The server must accept pings this often "
+        "(ours does; upstream's default is every 300 s). Empty: one ping after 5 minutes "
+        "of silence, then at most one more.",
+        "30",
+        flag="--keepalive-s",
+        metavar="SECONDS",
+        flag_help=f"ping the server this often while a call is open ({MIN_KEEPALIVE_S} to "
+        f"{MAX_KEEPALIVE_S}), for proxies that drop idle connections; the server must "
+        "accept pings this often",
     ),
 )

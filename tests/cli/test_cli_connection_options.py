@@ -3,6 +3,7 @@ extras: each option sets what the same extra sets in a connection, and is docume
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def sample(extra: ConnectionExtra, pem: str) -> str:
     """A value to type for ``extra`` (a flag takes none)."""
     if extra.implies_tls:
         return "remsvc.example.com" if extra.name == "tls_server_name" else pem
-    return {"max_receive_mb": "256"}.get(extra.name, "")
+    return {"max_receive_mb": "256", "keepalive_s": "30"}.get(extra.name, "")
 
 
 def with_pair(extra: ConnectionExtra, pem: str) -> dict[str, str]:
@@ -93,3 +94,12 @@ def test_cli_doc_lists_every_option() -> None:
 
     missing: list[Any] = [extra.flag for extra in OPTIONS if extra.flag not in rows]
     assert not missing, f"docs/cli.md does not document {missing}"
+
+
+def test_keepalive_option_on_a_real_run(run_cli: Any, server_process: Any) -> None:
+    server = server_process()
+
+    done = run_cli("run", "--target", server.target, "--keepalive-s", "10", "-o", "json", "echo up")
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"][0]["out"] == "up\n"

@@ -35,6 +35,7 @@ def samples(pem: str) -> dict[str, tuple[str, Any]]:
         "tls_server_name": ("remsvc.example.com", "remsvc.example.com"),
         "bearer_token": (TOKEN, TOKEN),
         "max_receive_mb": ("256", 256 << 20),
+        "keepalive_s": ("30", 30),
     }
 
 

@@ -121,6 +121,34 @@ def test_channel_options_carry_the_receive_limit_and_tls_name(tls_files):
     )
 
 
+def test_keepalive_s_sets_the_ping_interval_and_pings_on_silent_streams():
+    default = dict(channel_options(ChannelSettings(target="127.0.0.1:1")))
+    kept = dict(channel_options(ChannelSettings(target="127.0.0.1:1", keepalive_s=30)))
+
+    # Unset: today's sparse pings, which gRPC stops after two without data.
+    assert default["grpc.keepalive_time_ms"] == 300_000
+    assert "grpc.http2.max_pings_without_data" not in default
+    # Set: that interval, for as long as the stream stays silent, only while a call
+    # is open (servers refuse frequent pings on a connection without calls).
+    assert kept["grpc.keepalive_time_ms"] == 30_000
+    assert kept["grpc.http2.max_pings_without_data"] == 0
+    assert kept["grpc.keepalive_timeout_ms"] == default["grpc.keepalive_timeout_ms"]
+    assert "grpc.keepalive_permit_without_calls" not in kept
+
+
+async def test_a_stream_with_keepalive_runs_on_its_own_channel(server_process):
+    server = server_process()
+    plain = ChannelSettings(target=server.target)
+    kept = ChannelSettings(target=server.target, keepalive_s=10)
+
+    outcome = await run_commands(["echo kept"], kept, stream_timeout=30)
+
+    assert outcome.complete, outcome.describe_failure()
+    assert outcome.results[1].out == "kept\n"
+    assert await get_channel(kept) is not await get_channel(plain)
+    await close_channels()
+
+
 async def test_a_ca_file_that_is_not_pem_is_a_settings_error(tmp_path: Path):
     not_pem = tmp_path / "ca.txt"
     not_pem.write_text("this is not a certificate\n")

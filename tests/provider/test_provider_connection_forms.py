@@ -216,6 +216,18 @@ def test_tls_server_name_override(set_conn: SetConn, tls_server: Any, tls_files:
     assert run_via_hook("remsvc_sni").complete
 
 
+def test_keepalive_for_proxies_that_drop_idle_connections(
+    set_conn: SetConn, plaintext_server: Any
+) -> None:
+    set_conn("remsvc_keepalive", f"remsvc://localhost:{plaintext_server.port}?keepalive_s=10")
+    form_json = {"conn_type": "remsvc", "host": "localhost", "extra": {"keepalive_s": "45"}}
+    set_conn("remsvc_keepalive_form", json.dumps(form_json))  # a form saves text
+
+    assert settings_of("remsvc_keepalive").keepalive_s == 10
+    assert settings_of("remsvc_keepalive_form").keepalive_s == 45
+    assert run_via_hook("remsvc_keepalive").complete
+
+
 # -- settings that cannot be honoured are errors, never ignored --
 
 
@@ -231,6 +243,7 @@ def test_tls_server_name_override(set_conn: SetConn, tls_server: Any, tls_files:
         ("remsvc://someone:pw@h:1", "login, password"),
         ("remsvc://h:1/db", "schema"),
         ('remsvc://h:1?extra={"use_ssl":tru}', "not valid JSON"),
+        ("remsvc://h:1?keepalive_s=1", "keepalive_s must be a whole number of seconds from 10"),
     ],
 )
 def test_unusable_settings_are_errors(set_conn: SetConn, uri: str, expected: str) -> None:
