@@ -21,7 +21,7 @@ from remsvc_core.channels import (
 from remsvc_core.engine import NO_RETRY, run_commands, run_commands_sync
 from remsvc_core.errors import RemSvcError, SettingsError
 from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
-from remsvc_core.settings import ChannelSettings
+from remsvc_core.settings import MIN_KEEPALIVE_S, ChannelSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -147,6 +147,44 @@ async def test_a_stream_with_keepalive_runs_on_its_own_channel(server_process):
     assert outcome.results[1].out == "kept\n"
     assert await get_channel(kept) is not await get_channel(plain)
     await close_channels()
+
+
+# gRPC's default policy closes a connection at about the fifth ping of a silent stream
+# (two strikes allowed after the first pings), so six intervals tell the two apart.
+SILENT_S = 6 * MIN_KEEPALIVE_S
+
+
+@pytest.mark.slow
+async def test_a_silent_command_outlasts_many_keepalive_pings(server_process, misbehaving):
+    """Our server accepts pings at the client's floor, where a default gRPC server
+    answers GOAWAY "too_many_pings" and so ends the stream.
+
+    Both streams run side by side with the same client settings; the second server is
+    a plain ``grpc.aio`` server with default options that never answers, as a control
+    that the pings really flow often enough to be refused.
+    """
+    ours = server_process(cmd_timeout_ms=(SILENT_S + 60) * 1000)
+    strict = misbehaving(never_answer=True)
+
+    kept, refused = await asyncio.gather(
+        run_commands(
+            [f"sleep {SILENT_S}; echo still here"],
+            ChannelSettings(target=ours.target, keepalive_s=MIN_KEEPALIVE_S),
+            retry=NO_RETRY,
+            stream_timeout=SILENT_S + 60,
+        ),
+        run_commands(
+            ["echo never answered"],
+            strict.settings(keepalive_s=MIN_KEEPALIVE_S),
+            retry=NO_RETRY,
+            stream_timeout=SILENT_S + 30,
+        ),
+    )
+
+    assert kept.complete, kept.describe_failure()
+    assert kept.results[1].out == "still here\n"
+    assert refused.status_code == "UNAVAILABLE", refused.describe_failure()
+    assert "too many pings" in refused.status_details.lower()
 
 
 async def test_a_ca_file_that_is_not_pem_is_a_settings_error(tmp_path: Path):
