@@ -196,11 +196,3 @@ async def close_channels() -> int:
     for channel in channels:
         await channel.close(None)
     return len(channels)
-
-
-def cached_channel_count() -> int:
-    """How many channels the running loop has cached (for diagnostics and tests)."""
-    loop = asyncio.get_running_loop()
-    with _by_loop_lock:
-        state = _by_loop.get(loop)
-    return len(state.channels) if state else 0

@@ -12,12 +12,7 @@ from pathlib import Path
 import pytest
 from engine_helpers import free_port
 
-from remsvc_core.channels import (
-    cached_channel_count,
-    channel_options,
-    close_channels,
-    get_channel,
-)
+from remsvc_core.channels import channel_options, close_channels, get_channel
 from remsvc_core.engine import NO_RETRY, run_commands, run_commands_sync
 from remsvc_core.errors import RemSvcError, SettingsError
 from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
@@ -45,9 +40,9 @@ def test_channels_are_shared_within_a_loop_and_never_across(remsvc_server):
         assert other_limit is not first
         outcome = await run_commands(["echo shared"], settings)
         assert outcome.complete
-        assert cached_channel_count() == 2  # the stream reused the cached channel
-        closed = await close_channels()
-        assert cached_channel_count() == 0
+        assert await get_channel(settings) is first  # the stream used the cached channel
+        closed = await close_channels()  # two: the stream opened no channel of its own
+        assert await close_channels() == 0  # nothing left cached
         return first, closed
 
     channel_a, closed_a = asyncio.run(use_one_loop())
@@ -302,7 +297,7 @@ async def test_run_commands_sync_inside_a_running_loop(remsvc_server):
     assert outcome.results[1].out == "jupyter\n"
     assert get_status_sync(remsvc_server.settings()).ok
     assert ping_sync(remsvc_server.settings()).seq > 0
-    assert cached_channel_count() == 0  # the worker thread's loop closed its own channel
+    assert await close_channels() == 0  # the worker thread's loop closed its own channel
 
 
 # -- probes ------------------------------------------------------------------------------
