@@ -35,25 +35,44 @@ _RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.min_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 8_000),
 )
-# Streams can be silent for as long as a command runs; keepalive pings notice a peer
-# that vanished without closing the connection. 5 minutes is the interval gRPC
-# servers accept by default without calling the client abusive.
-_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-)
+# A ping unanswered this long means the connection is gone.
+_KEEPALIVE_TIMEOUT_MS = 20_000
+# Without keepalive_s: a ping after 5 minutes without traffic, and (gRPC's default)
+# at most two until data flows again. That notices a server that vanished early in a
+# silent command and never offends a server's default ping policy (one ping per 5
+# minutes), but it does not keep a connection through a proxy with a shorter idle
+# timeout: that is what keepalive_s is for.
+_DEFAULT_KEEPALIVE_MS = 300_000
 
 
 def channel_options(settings: ChannelSettings) -> list[tuple[str, str | int]]:
-    """The channel arguments used for ``settings`` (receive limit, TLS name, backoff)."""
+    """The channel arguments used for ``settings`` (receive limit, TLS name, backoff,
+    keepalive)."""
     options: list[tuple[str, str | int]] = [
         ("grpc.max_receive_message_length", settings.max_receive_bytes),
         *_RECONNECT_OPTIONS,
-        *_KEEPALIVE_OPTIONS,
+        *_keepalive_options(settings.keepalive_s),
     ]
     if settings.use_tls and settings.tls_server_name:
         options.append(("grpc.ssl_target_name_override", settings.tls_server_name))
     return options
+
+
+def _keepalive_options(keepalive_s: int | None) -> list[tuple[str, int]]:
+    if keepalive_s is None:
+        return [
+            ("grpc.keepalive_time_ms", _DEFAULT_KEEPALIVE_MS),
+            ("grpc.keepalive_timeout_ms", _KEEPALIVE_TIMEOUT_MS),
+        ]
+    # Pings only while a call is open (no keepalive_permit_without_calls): an idle
+    # channel may be dropped and reconnects on its next call, and servers refuse
+    # pings on a connection without calls more often than every 2 hours.
+    return [
+        ("grpc.keepalive_time_ms", keepalive_s * 1000),
+        ("grpc.keepalive_timeout_ms", _KEEPALIVE_TIMEOUT_MS),
+        # However long a command stays silent (gRPC stops after two pings without data).
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
 
 
 @dataclass(frozen=True)
@@ -177,11 +196,3 @@ async def close_channels() -> int:
     for channel in channels:
         await channel.close(None)
     return len(channels)
-
-
-def cached_channel_count() -> int:
-    """How many channels the running loop has cached (for diagnostics and tests)."""
-    loop = asyncio.get_running_loop()
-    with _by_loop_lock:
-        state = _by_loop.get(loop)
-    return len(state.channels) if state else 0

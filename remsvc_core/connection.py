@@ -15,27 +15,22 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from remsvc_core.errors import SettingsError
-from remsvc_core.secret import Secret
-from remsvc_core.settings import DEFAULT_MAX_RECEIVE_BYTES, DEFAULT_PORT, ChannelSettings
+from remsvc_core.settings import (
+    CONNECTION_EXTRAS,
+    DEFAULT_PORT,
+    ChannelSettings,
+    parse_bool as parse_bool,
+)
 
 CONN_TYPE = "remsvc"
-EXTRA_FIELDS = (
-    "use_ssl",
-    "ca_cert_path",
-    "client_cert_path",
-    "client_key_path",
-    "tls_server_name",
-    "bearer_token",
-    "max_receive_mb",
-)
+_EXTRAS = {extra.name: extra for extra in CONNECTION_EXTRAS}
+EXTRA_FIELDS = tuple(_EXTRAS)
 # Airflow 2-style form fields were stored with this prefix; accept them as aliases.
 _LEGACY_PREFIX = f"extra__{CONN_TYPE}__"
 _PERCENT_ENCODE_HINT = (
     "in a connection URI, percent-encode values that contain & = + or # (urllib.parse.quote)"
 )
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
 
 
 def flatten_extras(extras: Mapping[str, Any] | str | None) -> dict[str, Any]:
@@ -83,21 +78,17 @@ def settings_from_fields(
     """
     if not host:
         raise SettingsError("the connection has no host; set it to the RemSvc server's name")
-    flat = flatten_extras(extras)
-    token = bearer_token or flat.get("bearer_token")
-    if token is not None and not isinstance(token, str):
-        raise SettingsError("bearer_token must be a string")
+    values = _settings_values(flatten_extras(extras))
+    if bearer_token:
+        values["bearer_token"] = bearer_token
     return ChannelSettings(
-        target=f"{_host_for_target(host)}:{_port(port)}",
-        use_tls=parse_bool(flat.get("use_ssl", False), "use_ssl"),
-        ca_cert_path=_text(flat, "ca_cert_path"),
-        client_cert_path=_text(flat, "client_cert_path"),
-        client_key_path=_text(flat, "client_key_path"),
-        tls_server_name=_text(flat, "tls_server_name"),
-        bearer_token=Secret(token) if token else None,
-        metadata=metadata,
-        max_receive_bytes=_max_receive_bytes(flat.get("max_receive_mb")),
+        target=f"{_host_for_target(host)}:{_port(port)}", metadata=metadata, **values
     )
+
+
+def _settings_values(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """ChannelSettings field values for flat extras (see :func:`flatten_extras`)."""
+    return {_EXTRAS[name].field: _EXTRAS[name].parse(value, name) for name, value in flat.items()}
 
 
 def settings_from_uri(uri: str, **overrides: Any) -> ChannelSettings:
@@ -138,39 +129,6 @@ def _unknown_setting_message(key: Any) -> str:
         f"of a value split at an unencoded '&' or '='; {_PERCENT_ENCODE_HINT}. "
         f"Known settings are {known}"
     )
-
-
-def parse_bool(value: Any, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise SettingsError(f"{name} must be true or false, got {value!r}")
-
-
-def _text(flat: Mapping[str, Any], name: str) -> str | None:
-    value = flat.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise SettingsError(f"{name} must be a string, got {type(value).__name__}")
-    return value
-
-
-def _max_receive_bytes(value: Any) -> int:
-    """The largest response to accept, from a size in MiB (servers whose output cap
-    was raised send responses past the 64 MiB default)."""
-    if value is None:
-        return DEFAULT_MAX_RECEIVE_BYTES
-    try:
-        megabytes = int(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        megabytes = None
-    if megabytes is None or not 1 <= megabytes <= 2047:
-        raise SettingsError(
-            f"max_receive_mb must be a whole number of MiB from 1 to 2047, got {value!r}"
-        )
-    return megabytes * 1024 * 1024
 
 
 def _port(port: int | str | None) -> int:

@@ -1,86 +1,21 @@
-"""The ``remsvc`` connection form, declared once.
+"""The ``remsvc`` connection form, rendered from the one table of connection extras.
 
 Airflow 3.2+ reads the form from the provider info (``conn-fields`` and
 ``ui-field-behaviour``) without importing the hook; Airflow 3.1 asks the hook's
-classmethods. Both are generated from the tables below so the two can never drift.
+classmethods. Both are generated here from
+:data:`remsvc_core.settings.CONNECTION_EXTRAS`, which also drives the connection
+parser and the CLI's options, so none of them can drift. Only the standard fields
+(host, port, the hidden ones) are declared here: they are Airflow's, not RemSvc's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from remsvc_core.connection import CONN_TYPE
-from remsvc_core.settings import DEFAULT_PORT
+from remsvc_core.settings import CONNECTION_EXTRAS, DEFAULT_PORT
 
 HOOK_NAME = "RemSvc gRPC"
-
-
-@dataclass(frozen=True)
-class ExtraField:
-    """One setting stored in the connection's extra JSON."""
-
-    name: str
-    label: str
-    kind: str  # "string", "boolean" or "password"
-    description: str
-    placeholder: str = ""
-
-
-EXTRA_FORM_FIELDS: tuple[ExtraField, ...] = (
-    ExtraField(
-        "use_ssl",
-        "Use TLS",
-        "boolean",
-        "Encrypt the channel with TLS. Needed whenever a bearer token is sent.",
-    ),
-    ExtraField(
-        "ca_cert_path",
-        "CA certificate path",
-        "string",
-        "PEM file of the CA that signed the server certificate, on the worker and "
-        "triggerer hosts. Leave empty to use the system trust store.",
-        "/etc/ssl/remsvc-ca.pem",
-    ),
-    ExtraField(
-        "client_cert_path",
-        "Client certificate path (mutual TLS)",
-        "string",
-        "PEM client certificate, for servers configured with a [tls] ca. "
-        "Set together with the client key path.",
-        "/etc/ssl/remsvc-client.pem",
-    ),
-    ExtraField(
-        "client_key_path",
-        "Client key path (mutual TLS)",
-        "string",
-        "PEM private key of the client certificate.",
-        "/etc/ssl/remsvc-client.key",
-    ),
-    ExtraField(
-        "tls_server_name",
-        "TLS server name override",
-        "string",
-        "Host name to verify in the server certificate when it differs from Host "
-        "(for example when connecting by IP address).",
-        "remsvc.example.com",
-    ),
-    ExtraField(
-        "bearer_token",
-        "Bearer token",
-        "password",
-        "Sent as 'authorization: Bearer <token>' on every call; must match an entry "
-        "in the server's [auth] section. Leave empty when the server has no [auth].",
-    ),
-    ExtraField(
-        "max_receive_mb",
-        "Largest response (MiB)",
-        "string",
-        "Biggest single result the client accepts, in MiB (default 64). Raise it only "
-        "for servers whose output_cap_bytes was raised above that.",
-        "64",
-    ),
-)
 
 HIDDEN_FIELDS = ["schema", "login", "password", "extra"]
 RELABELING = {"host": "Host", "port": "Port"}
@@ -93,14 +28,14 @@ STANDARD_PLACEHOLDERS = {
 
 def placeholders() -> dict[str, str]:
     """Placeholders for standard and extra fields, keyed by unprefixed field name."""
-    extra = {f.name: f.placeholder for f in EXTRA_FORM_FIELDS if f.placeholder}
+    extra = {f.name: f.placeholder for f in CONNECTION_EXTRAS if f.placeholder}
     return {**STANDARD_PLACEHOLDERS, **extra}
 
 
 def conn_fields() -> dict[str, Any]:
     """The ``conn-fields`` mapping of the provider info (Airflow 3.2+)."""
     fields: dict[str, Any] = {}
-    for f in EXTRA_FORM_FIELDS:
+    for f in CONNECTION_EXTRAS:
         schema: dict[str, Any]
         if f.kind == "boolean":
             schema = {"type": ["boolean", "null"], "default": False}
@@ -152,7 +87,7 @@ def connection_form_widgets() -> dict[str, Any]:
     )
 
     widgets: dict[str, Any] = {}
-    for f in EXTRA_FORM_FIELDS:
+    for f in CONNECTION_EXTRAS:
         label = lazy_gettext(f.label)
         if f.kind == "boolean":
             widgets[f.name] = BooleanField(label, description=f.description, default=False)
@@ -169,9 +104,7 @@ def connection_form_widgets() -> dict[str, Any]:
 
 __all__ = [
     "CONN_TYPE",
-    "EXTRA_FORM_FIELDS",
     "HOOK_NAME",
-    "ExtraField",
     "conn_fields",
     "connection_form_widgets",
     "placeholders",

@@ -17,10 +17,18 @@ from urllib.parse import urlsplit
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.connection import settings_from_uri
 from remsvc_core.secret import Secret
-from remsvc_core.settings import DEFAULT_PORT, ChannelSettings, user_metadata
+from remsvc_core.settings import (
+    CONNECTION_EXTRAS,
+    DEFAULT_PORT,
+    ChannelSettings,
+    ConnectionExtra,
+    user_metadata,
+)
 
 DEFAULT_TOKEN_ENV = "REMSVC_TOKEN"
 _TOKEN_HINT = "use --token-file PATH or --token-env VAR instead (a command line is visible in ps)"
+# The connection extras that have an option (never the token: ps shows command lines).
+_OPTIONS = tuple(extra for extra in CONNECTION_EXTRAS if extra.flag)
 
 
 def add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +46,15 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         help="an Airflow connection URI, e.g. remsvc://host:50051?use_ssl=true "
         "(its extras as query parameters; never bearer_token)",
     )
-    group.add_argument("--tls", action="store_true", help="use TLS (implied by the options below)")
-    group.add_argument("--ca-cert", metavar="PATH", help="CA bundle to verify the server with")
-    group.add_argument("--client-cert", metavar="PATH", help="client certificate for mutual TLS")
-    group.add_argument("--client-key", metavar="PATH", help="client private key for mutual TLS")
-    group.add_argument(
-        "--tls-server-name", metavar="NAME", help="name to verify in the server certificate"
-    )
+    for extra in _OPTIONS:
+        if extra.kind == "boolean":
+            group.add_argument(
+                extra.flag, dest=extra.name, action="store_true", help=extra.flag_help
+            )
+        else:
+            group.add_argument(
+                extra.flag, dest=extra.name, metavar=extra.metavar, help=extra.flag_help
+            )
     token = group.add_mutually_exclusive_group()
     token.add_argument("--token-file", metavar="PATH", help="read the bearer token from PATH")
     token.add_argument(
@@ -52,13 +62,6 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="VAR",
         help=f"read the bearer token from environment variable VAR "
         f"(default: {DEFAULT_TOKEN_ENV}, when it is set)",
-    )
-    group.add_argument(
-        "--max-receive-mb",
-        metavar="MIB",
-        type=int,
-        help="largest single result to accept, in MiB (default 64; raise it for servers "
-        "whose output_cap_bytes is higher)",
     )
     group.add_argument(
         "--metadata",
@@ -74,14 +77,10 @@ def wants_embedded(args: argparse.Namespace) -> bool:
     if args.target or args.conn:
         return False
     remote_only = {
-        "--tls": args.tls,
-        "--ca-cert": args.ca_cert,
-        "--client-cert": args.client_cert,
-        "--client-key": args.client_key,
-        "--tls-server-name": args.tls_server_name,
-        "--token-file": args.token_file,
-        "--token-env": args.token_env,
+        extra.flag: getattr(args, extra.name) for extra in _OPTIONS if _asks_for_tls(extra)
     }
+    remote_only["--token-file"] = args.token_file
+    remote_only["--token-env"] = args.token_env
     given = [name for name, value in remote_only.items() if value]
     if given:
         verb = "needs" if len(given) == 1 else "need"
@@ -143,48 +142,47 @@ def server_settings(args: argparse.Namespace, **embedded_config: Any) -> Iterato
         yield settings_from_args(args)
         return
     metadata = parse_metadata(args.metadata)
+    options = option_values(args)  # wants_embedded() refused the TLS ones
     from remsvc_core.server.embedded import EmbeddedServer
 
     with EmbeddedServer(**embedded_config) as server:
-        yield server.settings(metadata=metadata)
+        yield server.settings(metadata=metadata, **options)
 
 
 def settings_from_args(args: argparse.Namespace) -> ChannelSettings:
-    """ChannelSettings for --target or --conn plus the TLS, token and metadata options."""
+    """ChannelSettings for --target or --conn plus the TLS, token and metadata options.
+
+    Options given on the command line win over the --conn URI's extras.
+    """
     metadata = parse_metadata(args.metadata)
     token = read_token(args)
+    options = option_values(args)
     if args.conn:
         base = settings_from_uri(args.conn)
         if base.bearer_token:
             raise UsageError(f"the --conn URI contains bearer_token; remove it and {_TOKEN_HINT}")
-        settings = dataclasses.replace(base, bearer_token=token, metadata=metadata)
     else:
-        settings = ChannelSettings(
-            target=_with_port(args.target), bearer_token=token, metadata=metadata
-        )
-    settings = _apply_tls_options(settings, args)
-    if args.max_receive_mb is not None:
-        if not 1 <= args.max_receive_mb <= 2047:
-            raise UsageError("--max-receive-mb must be from 1 to 2047")
-        settings = dataclasses.replace(settings, max_receive_bytes=args.max_receive_mb << 20)
-    return settings
+        base = ChannelSettings(target=_with_port(args.target))
+    return dataclasses.replace(base, bearer_token=token, metadata=metadata, **options)
 
 
-def _apply_tls_options(settings: ChannelSettings, args: argparse.Namespace) -> ChannelSettings:
-    # Options given on the command line win over the --conn URI; any TLS file or name
-    # implies TLS, since it means nothing on a plaintext channel.
-    overrides: dict[str, object] = {}
-    for field, value in (
-        ("ca_cert_path", args.ca_cert),
-        ("client_cert_path", args.client_cert),
-        ("client_key_path", args.client_key),
-        ("tls_server_name", args.tls_server_name),
-    ):
-        if value:
-            overrides[field] = value
-    if args.tls or overrides:
-        overrides["use_tls"] = True
-    return dataclasses.replace(settings, **overrides) if overrides else settings  # type: ignore[arg-type]
+def option_values(args: argparse.Namespace) -> dict[str, Any]:
+    """ChannelSettings field values of the connection-extra options that were given.
+
+    Any TLS file or name implies TLS, since it means nothing on a plaintext channel.
+    """
+    values: dict[str, Any] = {}
+    for extra in _OPTIONS:
+        value = getattr(args, extra.name)
+        if value:  # not given (None), or a flag left off (False), or an empty string
+            values[extra.field] = extra.parse(value, extra.flag)
+            if extra.implies_tls:
+                values["use_tls"] = True
+    return values
+
+
+def _asks_for_tls(extra: ConnectionExtra) -> bool:
+    return extra.implies_tls or extra.field == "use_tls"
 
 
 def _with_port(target: str) -> str:

@@ -25,6 +25,7 @@ from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.service import RemSvcService
+from remsvc_core.settings import MIN_KEEPALIVE_S
 from remsvc_core.wire import pb_grpc
 
 __all__ = ["RunningServer", "format_target", "serve", "start_server"]
@@ -220,6 +221,11 @@ async def _start(
             ("grpc.max_receive_message_length", limit),
             # Two servers on one fixed port must be an error, not a silent split.
             ("grpc.so_reuseport", 0),
+            # Clients keep a silent command's stream alive through proxies with pings
+            # as often as every MIN_KEEPALIVE_S (their keepalive_s floor), where gRPC's
+            # default policy answers more than one per 5 minutes with GOAWAY
+            # "too_many_pings". Half the floor: timers may fire a little early.
+            ("grpc.http2.min_ping_interval_without_data_ms", MIN_KEEPALIVE_S * 500),
         ],
     )
     pb_grpc.add_RemSvcServicer_to_server(service, server)

@@ -10,7 +10,6 @@ moment it is read.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from remsvc_core.connection import settings_from_fields
 from remsvc_core.errors import SettingsError
 from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import ChannelSettings
+from remsvc_core.synchronous import synchronous
 from remsvc_provider import _connection_form as form
 from remsvc_provider._compat import BaseHook, amask_secret, mask_secret
 from remsvc_provider._redact import redact, scrub_outcome
@@ -82,12 +82,16 @@ class RemSvcHook(BaseHook):
         except SettingsError as exc:
             raise SettingsError(f"connection {conn_id!r}: {exc}") from None
 
+    # Each sync/async pair differs only in how Airflow is asked: the connection lookup,
+    # and registering the token with the masker (the sync call from inside the
+    # triggerer's loop can deadlock against a request already in flight).
+
     def get_channel_settings(self, metadata: Iterable[tuple[str, str]] = ()) -> ChannelSettings:
         """Read the connection (on a worker or in the CLI) and build settings."""
         conn = self.get_connection(self.grpc_conn_id)
         settings = self.settings_from_connection(conn, metadata=metadata)
-        if settings.bearer_token:
-            mask_secret(settings.bearer_token.reveal())
+        for secret in _secrets_of(settings):
+            mask_secret(secret)
         return settings
 
     async def aget_channel_settings(
@@ -99,8 +103,8 @@ class RemSvcHook(BaseHook):
         settings = await asyncio.to_thread(
             self.settings_from_connection, conn, metadata=tuple(metadata)
         )
-        if settings.bearer_token:
-            await amask_secret(settings.bearer_token.reveal())
+        for secret in _secrets_of(settings):
+            await amask_secret(secret)
         return settings
 
     def get_conn(self) -> ChannelSettings:
@@ -119,19 +123,9 @@ class RemSvcHook(BaseHook):
         default_src: str = "",
     ) -> StreamOutcome:
         """Run a batch on the worker, blocking until the stream ends."""
-        from remsvc_core.engine import run_commands_sync
-
-        settings = self.get_channel_settings()
-        self.log.info("Running %d command(s) on %s", _count(commands), settings.safe_description())
-        outcome = run_commands_sync(
-            commands,
-            settings,
-            stream_timeout=stream_timeout,
-            metadata=tuple(metadata),
-            hooks=hooks,
-            default_src=default_src,
+        return synchronous(self._run)(
+            self.get_channel_settings(), commands, stream_timeout, metadata, hooks, default_src
         )
-        return scrub_outcome(outcome, settings)
 
     async def arun_commands(
         self,
@@ -143,9 +137,27 @@ class RemSvcHook(BaseHook):
         default_src: str = "",
     ) -> StreamOutcome:
         """Run a batch from a coroutine; cancelling it cancels the stream."""
-        from remsvc_core.engine import run_commands
+        return await self._run(
+            await self.aget_channel_settings(),
+            commands,
+            stream_timeout,
+            metadata,
+            hooks,
+            default_src,
+        )
 
-        settings = await self.aget_channel_settings()
+    async def _run(
+        self,
+        settings: ChannelSettings,
+        commands: Any,
+        stream_timeout: float,
+        metadata: Iterable[tuple[str, str]],
+        hooks: Sequence[object],
+        default_src: str,
+    ) -> StreamOutcome:
+        from remsvc_core.engine import run_commands  # gRPC only where commands run
+
+        self.log.info("Running %d command(s) on %s", _count(commands), settings.safe_description())
         outcome = await run_commands(
             commands,
             settings,
@@ -158,28 +170,31 @@ class RemSvcHook(BaseHook):
 
     def ping(self, timeout: float = 10.0) -> float:
         """Ping the server; returns the round trip in seconds."""
-        from remsvc_core.probes import ping_sync
-
-        settings = self.get_channel_settings()
-        started = time.monotonic()
-        ping_sync(settings, timeout=timeout)
-        return time.monotonic() - started
+        return _ping(self.get_channel_settings(), timeout)
 
     def test_connection(self) -> tuple[bool, str]:
         """Answer the UI's Test button with a real Ping, so success means reachable."""
         settings: ChannelSettings | None = None
         try:
             settings = self.get_channel_settings()
-            from remsvc_core.probes import ping_sync
-
-            started = time.monotonic()
-            ping_sync(settings, timeout=10.0)
-            elapsed_ms = (time.monotonic() - started) * 1000
+            latency_s = _ping(settings, 10.0)
         except Exception as exc:
             where = f" at {settings.safe_description()}" if settings else ""
             return False, redact(f"RemSvc server{where} did not answer: {_describe(exc)}", settings)
         where = settings.safe_description()
-        return True, f"RemSvc server at {where} answered Ping in {elapsed_ms:.0f} ms"
+        return True, f"RemSvc server at {where} answered Ping in {latency_s * 1000:.0f} ms"
+
+
+def _ping(settings: ChannelSettings, timeout: float) -> float:
+    # Imported here: the hook is loaded where forms are rendered, which needs no gRPC.
+    from remsvc_core.probes import ping_sync
+
+    return ping_sync(settings, timeout=timeout).latency_s
+
+
+def _secrets_of(settings: ChannelSettings) -> list[str]:
+    """What Airflow's log masker must know of these settings."""
+    return [settings.bearer_token.reveal()] if settings.bearer_token else []
 
 
 async def _aget_connection(conn_id: str) -> Any:

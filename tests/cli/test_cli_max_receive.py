@@ -35,4 +35,4 @@ def test_a_response_over_the_limit_is_refused_and_raising_it_works(
 def test_out_of_range_limit_is_a_usage_error(run_cli: RunCli) -> None:
     done = run_cli("run", "--target", "127.0.0.1:1", "--max-receive-mb", "0", "true")
     assert done.returncode == 2
-    assert "--max-receive-mb must be from 1 to 2047" in done.stderr
+    assert "--max-receive-mb must be a whole number of MiB from 1 to 2047" in done.stderr

@@ -52,6 +52,10 @@ def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["run", "--target", "h:1", "--ca-cert", "/no/such/ca.pem", "echo"], ["ca_cert_path"]),
         (["run", "--target", "h:1", "--client-cert", "/etc/hostname", "echo"], ["both"]),
         (["run", "--target", "h:1", "--token-env", "REMSVC_TEST_UNSET", "echo"], ["not set"]),
+        (
+            ["run", "--target", "h:1", "--keepalive-s", "5", "echo"],
+            ["--keepalive-s must be a whole number of seconds from 10", "abuse"],
+        ),
         (["run", "--timeout", "0", "echo"], ["--timeout"]),
         (["run", "--cmdtyp", "bash", "echo"], ["bash", "powershell"]),
         (["run", "--output", "xml", "echo"], ["invalid choice"]),

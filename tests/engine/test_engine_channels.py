@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 from engine_helpers import free_port
 
-from remsvc_core.channels import (
-    cached_channel_count,
-    channel_options,
-    close_channels,
-    get_channel,
-)
+from remsvc_core.channels import channel_options, close_channels, get_channel
 from remsvc_core.engine import NO_RETRY, run_commands, run_commands_sync
 from remsvc_core.errors import RemSvcError, SettingsError
 from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
-from remsvc_core.settings import ChannelSettings
+from remsvc_core.settings import MIN_KEEPALIVE_S, ChannelSettings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,9 +40,9 @@ def test_channels_are_shared_within_a_loop_and_never_across(remsvc_server):
         assert other_limit is not first
         outcome = await run_commands(["echo shared"], settings)
         assert outcome.complete
-        assert cached_channel_count() == 2  # the stream reused the cached channel
-        closed = await close_channels()
-        assert cached_channel_count() == 0
+        assert await get_channel(settings) is first  # the stream used the cached channel
+        closed = await close_channels()  # two: the stream opened no channel of its own
+        assert await close_channels() == 0  # nothing left cached
         return first, closed
 
     channel_a, closed_a = asyncio.run(use_one_loop())
@@ -119,6 +114,72 @@ def test_channel_options_carry_the_receive_limit_and_tls_name(tls_files):
     assert "grpc.ssl_target_name_override" not in dict(
         channel_options(ChannelSettings(target="127.0.0.1:1"))
     )
+
+
+def test_keepalive_s_sets_the_ping_interval_and_pings_on_silent_streams():
+    default = dict(channel_options(ChannelSettings(target="127.0.0.1:1")))
+    kept = dict(channel_options(ChannelSettings(target="127.0.0.1:1", keepalive_s=30)))
+
+    # Unset: today's sparse pings, which gRPC stops after two without data.
+    assert default["grpc.keepalive_time_ms"] == 300_000
+    assert "grpc.http2.max_pings_without_data" not in default
+    # Set: that interval, for as long as the stream stays silent, only while a call
+    # is open (servers refuse frequent pings on a connection without calls).
+    assert kept["grpc.keepalive_time_ms"] == 30_000
+    assert kept["grpc.http2.max_pings_without_data"] == 0
+    assert kept["grpc.keepalive_timeout_ms"] == default["grpc.keepalive_timeout_ms"]
+    assert "grpc.keepalive_permit_without_calls" not in kept
+
+
+async def test_a_stream_with_keepalive_runs_on_its_own_channel(server_process):
+    server = server_process()
+    plain = ChannelSettings(target=server.target)
+    kept = ChannelSettings(target=server.target, keepalive_s=10)
+
+    outcome = await run_commands(["echo kept"], kept, stream_timeout=30)
+
+    assert outcome.complete, outcome.describe_failure()
+    assert outcome.results[1].out == "kept\n"
+    assert await get_channel(kept) is not await get_channel(plain)
+    await close_channels()
+
+
+# gRPC's default policy closes a connection at about the fifth ping of a silent stream
+# (two strikes allowed after the first pings), so six intervals tell the two apart.
+SILENT_S = 6 * MIN_KEEPALIVE_S
+
+
+@pytest.mark.slow
+async def test_a_silent_command_outlasts_many_keepalive_pings(server_process, misbehaving):
+    """Our server accepts pings at the client's floor, where a default gRPC server
+    answers GOAWAY "too_many_pings" and so ends the stream.
+
+    Both streams run side by side with the same client settings; the second server is
+    a plain ``grpc.aio`` server with default options that never answers, as a control
+    that the pings really flow often enough to be refused.
+    """
+    ours = server_process(cmd_timeout_ms=(SILENT_S + 60) * 1000)
+    strict = misbehaving(never_answer=True)
+
+    kept, refused = await asyncio.gather(
+        run_commands(
+            [f"sleep {SILENT_S}; echo still here"],
+            ChannelSettings(target=ours.target, keepalive_s=MIN_KEEPALIVE_S),
+            retry=NO_RETRY,
+            stream_timeout=SILENT_S + 60,
+        ),
+        run_commands(
+            ["echo never answered"],
+            strict.settings(keepalive_s=MIN_KEEPALIVE_S),
+            retry=NO_RETRY,
+            stream_timeout=SILENT_S + 30,
+        ),
+    )
+
+    assert kept.complete, kept.describe_failure()
+    assert kept.results[1].out == "still here\n"
+    assert refused.status_code == "UNAVAILABLE", refused.describe_failure()
+    assert "too many pings" in refused.status_details.lower()
 
 
 async def test_a_ca_file_that_is_not_pem_is_a_settings_error(tmp_path: Path):
@@ -236,7 +297,7 @@ async def test_run_commands_sync_inside_a_running_loop(remsvc_server):
     assert outcome.results[1].out == "jupyter\n"
     assert get_status_sync(remsvc_server.settings()).ok
     assert ping_sync(remsvc_server.settings()).seq > 0
-    assert cached_channel_count() == 0  # the worker thread's loop closed its own channel
+    assert await close_channels() == 0  # the worker thread's loop closed its own channel
 
 
 # -- probes ------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ def original_uri(port: int, extra: dict[str, Any]) -> str:
     return f"remsvc://localhost:{port}?extra={json.dumps(extra, separators=(',', ':'))}"
 
 
+def tls_extra(tls: Any) -> dict[str, Any]:
+    return {"use_ssl": True, "ca_cert_path": tls.ca_cert, "bearer_token": TOKEN}
+
+
 # -- the original provider's four documented URIs, each run by a real DAG --
 
 
@@ -216,6 +220,38 @@ def test_tls_server_name_override(set_conn: SetConn, tls_server: Any, tls_files:
     assert run_via_hook("remsvc_sni").complete
 
 
+def test_keepalive_for_proxies_that_drop_idle_connections(
+    set_conn: SetConn, plaintext_server: Any
+) -> None:
+    set_conn("remsvc_keepalive", f"remsvc://localhost:{plaintext_server.port}?keepalive_s=10")
+    form_json = {"conn_type": "remsvc", "host": "localhost", "extra": {"keepalive_s": "45"}}
+    set_conn("remsvc_keepalive_form", json.dumps(form_json))  # a form saves text
+
+    assert settings_of("remsvc_keepalive").keepalive_s == 10
+    assert settings_of("remsvc_keepalive_form").keepalive_s == 45
+    assert run_via_hook("remsvc_keepalive").complete
+
+
+def test_the_hooks_sync_and_async_runs_agree(
+    set_conn: SetConn, tls_server: Any, tls_files: Any
+) -> None:
+    import asyncio
+
+    set_conn("remsvc_pair", original_uri(tls_server.port, tls_extra(tls_files)))
+    hook = RemSvcHook("remsvc_pair")
+
+    blocking = hook.run_commands(["echo pair", "exit 3"], stream_timeout=30.0)
+    awaited = asyncio.run(hook.arun_commands(["echo pair", "exit 3"], stream_timeout=30.0))
+
+    assert blocking.complete
+    assert awaited.complete
+    assert [(r.tid, r.rc, r.out) for r in blocking.results.values()] == [
+        (r.tid, r.rc, r.out) for r in awaited.results.values()
+    ]
+    assert [r.rc for r in awaited.results.values()] == [0, 3]
+    assert hook.ping() > 0
+
+
 # -- settings that cannot be honoured are errors, never ignored --
 
 
@@ -231,6 +267,7 @@ def test_tls_server_name_override(set_conn: SetConn, tls_server: Any, tls_files:
         ("remsvc://someone:pw@h:1", "login, password"),
         ("remsvc://h:1/db", "schema"),
         ('remsvc://h:1?extra={"use_ssl":tru}', "not valid JSON"),
+        ("remsvc://h:1?keepalive_s=1", "keepalive_s must be a whole number of seconds from 10"),
     ],
 )
 def test_unusable_settings_are_errors(set_conn: SetConn, uri: str, expected: str) -> None:

@@ -15,12 +15,14 @@ from unittest import mock
 import pytest
 from airflow_runs import TOKEN, tls_uri
 
+from remsvc_core.settings import CONNECTION_EXTRAS
 from remsvc_provider import _connection_form as form, get_provider_info
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
 
 CLI_TIMEOUT_S = 180.0
 PACKAGE = "airflow-provider-remsvc"
+EXTRAS = {extra.name: extra for extra in CONNECTION_EXTRAS}
 
 
 def airflow_cli(
@@ -58,7 +60,24 @@ def test_provider_info_matches_airflows_schema() -> None:
 def test_form_offers_exactly_the_settings_the_parser_knows() -> None:
     from remsvc_core.connection import EXTRA_FIELDS
 
-    assert tuple(f.name for f in form.EXTRA_FORM_FIELDS) == EXTRA_FIELDS
+    assert tuple(form.conn_fields()) == EXTRA_FIELDS
+    for name, field in form.conn_fields().items():
+        assert field["label"] == EXTRAS[name].label
+        assert field["description"] == EXTRAS[name].description
+    expected_placeholders = {n: e.placeholder for n, e in EXTRAS.items() if e.placeholder}
+    assert expected_placeholders.items() <= form.placeholders().items()
+
+
+def test_dag_authors_doc_describes_every_field_of_the_form() -> None:
+    doc = Path(__file__).resolve().parents[2] / "docs" / "dag-authors.md"
+    rows = {
+        cells[2]: cells[1]
+        for line in doc.read_text(encoding="utf-8").splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.split("|")]) > 3
+    }
+
+    for name, extra in EXTRAS.items():
+        assert rows.get(f"`{name}`") == extra.label, f"docs/dag-authors.md: {name}"
 
 
 def test_providers_manager_registers_hook_and_form() -> None:
@@ -95,7 +114,7 @@ def test_ui_metadata_the_api_server_serves() -> None:
     assert standard.port.placeholder == "50051"
     assert standard.host.placeholder
     extra = meta.extra_fields
-    assert set(extra) == {f.name for f in form.EXTRA_FORM_FIELDS}
+    assert set(extra) == set(EXTRAS)
     assert extra["use_ssl"]["schema"]["title"] == "Use TLS"
     assert "boolean" in extra["use_ssl"]["schema"]["type"]
     assert extra["bearer_token"]["schema"]["format"] == "password"
