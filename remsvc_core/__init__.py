@@ -31,6 +31,13 @@ _EXPORTS = {
     "run_commands_sync": "remsvc_core.engine",
     "close_channels": "remsvc_core.channels",
     "ping": "remsvc_core.probes",
+    "BatchState": "remsvc_core.kept_batches",
+    "cancel_batch": "remsvc_core.kept_batches",
+    "cancel_batch_sync": "remsvc_core.kept_batches",
+    "get_batch": "remsvc_core.kept_batches",
+    "get_batch_sync": "remsvc_core.kept_batches",
+    "OutputChunk": "remsvc_core.output",
+    "Usage": "remsvc_core.results",
     "ping_sync": "remsvc_core.probes",
     "get_status": "remsvc_core.probes",
     "get_status_sync": "remsvc_core.probes",
@@ -112,6 +119,14 @@ if TYPE_CHECKING:
         StreamInfo as StreamInfo,
         hookimpl as hookimpl,
     )
+    from remsvc_core.kept_batches import (
+        BatchState as BatchState,
+        cancel_batch as cancel_batch,
+        cancel_batch_sync as cancel_batch_sync,
+        get_batch as get_batch,
+        get_batch_sync as get_batch_sync,
+    )
+    from remsvc_core.output import OutputChunk as OutputChunk
     from remsvc_core.plugins import (
         register_plugin as register_plugin,
     )
@@ -125,6 +140,7 @@ if TYPE_CHECKING:
         CommandResult as CommandResult,
         StreamOutcome as StreamOutcome,
         UnexpectedResponse as UnexpectedResponse,
+        Usage as Usage,
     )
     from remsvc_core.secret import (
         Secret as Secret,

@@ -20,11 +20,13 @@ from grpc import aio
 
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.auth import BearerAuthInterceptor
+from remsvc_core.server.batch_registry import BatchRegistry
 from remsvc_core.server.config import ServerConfig, is_loopback_host
+from remsvc_core.server.journal import Journal
 from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
-from remsvc_core.server.service import RemSvcService
+from remsvc_core.server.service import RemSvcExtService, RemSvcService
 from remsvc_core.settings import MIN_KEEPALIVE_S
 from remsvc_core.wire import pb_grpc
 
@@ -95,6 +97,8 @@ class RunningServer:
         self._service.draining = True
         log.info("stopping: draining running commands for up to %.1fs", grace)
         await self._server.stop(grace)
+        if self._service.batches is not None:
+            self._service.batches.stop_all()
         runner = self._service.runner
         if runner.live_pids:
             log.warning(
@@ -211,7 +215,16 @@ async def _start(
         hidden_env=config.hidden_env,
         descriptors_private=descriptors_private,
     )
-    service = RemSvcService(runner, policy, max_parallel=config.max_parallel)
+    batches = _batches(config, runner, policy)
+    service = RemSvcService(
+        runner,
+        policy,
+        max_parallel=config.max_parallel,
+        extensions=config.extensions,
+        batches=batches,
+    )
+    if batches is not None:
+        batches.admit_through(service)
     limit = message_limit(config)
     interceptors = [BearerAuthInterceptor(config.auth)] if config.auth else []
     server = aio.server(
@@ -229,6 +242,7 @@ async def _start(
         ],
     )
     pb_grpc.add_RemSvcServicer_to_server(service, server)
+    pb_grpc.add_RemSvcExtServicer_to_server(RemSvcExtService(batches), server)
     address = format_target(config.host, config.port)
     try:
         if config.tls_enabled:
@@ -261,6 +275,27 @@ async def _start(
         config.output_cap_bytes,
     )
     return RunningServer(config, server, service, port, file_log)
+
+
+def _batches(
+    config: ServerConfig, runner: CommandRunner, policy: CommandPolicy
+) -> BatchRegistry | None:
+    """Kept batches, when ``[batches] state_dir`` is set and batch/1 is offered."""
+    if config.batch_state_dir is None or "batch/1" not in config.extensions:
+        return None
+    try:
+        journal = Journal(
+            config.batch_state_dir,
+            max_bytes=config.batch_max_bytes,
+            expire_s=config.batch_expire_s,
+        )
+    except OSError as exc:
+        raise ServerConfigError(
+            f"{config.source}: [batches] state_dir: cannot use {config.batch_state_dir!r}: {exc}"
+        ) from None
+    return BatchRegistry(
+        journal, runner, grace_s=config.batch_grace_s, max_parallel=config.max_parallel
+    )
 
 
 def _write_port_file(path: str, port: int) -> None:

@@ -4,12 +4,17 @@ A pipe keeps at most ``cap`` bytes and is read to its end past the cap, so a cha
 child never blocks on a full pipe. Output cut at the cap ends with upstream's
 marker; output that is not UTF-8 is decoded with replacement characters, so a
 response is always valid UTF-8.
+
+With live output (``output/1``) the bytes within the cap are handed on as they are
+read (``forward``) and not kept: a command may print gigabytes in small memory.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
+from collections.abc import Callable
+
+from remsvc_core.output import capped_text, truncation_marker
 
 __all__ = ["READ_SIZE", "OutputCapture", "read_pipe", "truncation_marker"]
 
@@ -17,36 +22,39 @@ __all__ = ["READ_SIZE", "OutputCapture", "read_pipe", "truncation_marker"]
 READ_SIZE = 256 * 1024
 
 
-def truncation_marker(cap: int) -> str:
-    """The exact text upstream appends to output cut at ``cap`` bytes."""
-    return f"\n\x01[remSvc: output truncated at {cap} bytes]\x01\n"
-
-
 class OutputCapture:
-    """Collects up to ``cap`` bytes of one pipe and throws the rest away."""
+    """Collects up to ``cap`` bytes of one pipe and throws the rest away.
 
-    __slots__ = ("cap", "data", "truncated")
+    With ``forward``, the bytes within the cap go there as they arrive instead of being
+    kept; ``size`` counts them either way.
+    """
 
-    def __init__(self, cap: int) -> None:
+    __slots__ = ("cap", "data", "forward", "size", "truncated")
+
+    def __init__(self, cap: int, forward: Callable[[bytes], None] | None = None) -> None:
         self.cap = cap
         self.data = bytearray()
+        self.forward = forward
+        self.size = 0
         self.truncated = False
 
     def add(self, chunk: bytes) -> None:
-        room = self.cap - len(self.data)
-        if len(chunk) <= room:
+        room = self.cap - self.size
+        if len(chunk) > room:
+            self.truncated = True
+            if room <= 0:
+                return
+            chunk = chunk[:room]
+        self.size += len(chunk)
+        if self.forward is None:
             self.data += chunk
-            return
-        if room > 0:
-            self.data += chunk[:room]
-        self.truncated = True
+        else:
+            self.forward(chunk)
 
     def text(self) -> str:
-        if not self.truncated:
-            return self.data.decode("utf-8", "replace")
-        # A cut can split a multi-byte character; drop the stump rather than show U+FFFD.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return decoder.decode(self.data, final=False) + truncation_marker(self.cap)
+        """The kept output as result text (empty when it was forwarded). A cut can split
+        a multi-byte character: the stump is dropped rather than shown as U+FFFD."""
+        return capped_text(self.data, self.truncated, self.cap)
 
 
 def read_pipe(fd: int, capture: OutputCapture) -> bool:

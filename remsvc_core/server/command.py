@@ -30,16 +30,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from remsvc_core.server.capture import OutputCapture, read_pipe
 from remsvc_core.server.children import Children
+from remsvc_core.server.exits import exit_code, exit_status, reap_with_usage
 from remsvc_core.server.killing import kill_group
-from remsvc_core.server.outcome import TIMED_OUT, ExecResult, Outcome
+from remsvc_core.server.outcome import TIMED_OUT, ExecResult, Outcome, ResourceUsage
 from remsvc_core.server.spawn import Spawned
 
 __all__ = ["DEFAULT_LINGER_S", "CommandLimits", "RunningCommand", "Stage"]
@@ -103,6 +106,12 @@ class RunningCommand:
 
     ``on_done(outcome)`` is called once, from the event loop, unless :meth:`cancel`
     comes first. ``children`` is where its process is registered; it kills and reaps.
+
+    With ``on_output(fd, data)``, output within the cap is handed on as it is read (fd
+    1 stdout, 2 stderr) instead of being kept; :meth:`pause_output` stops reading the
+    pipes (the child then blocks writing, as with any slow reader) until
+    :meth:`resume_output`. With ``want_usage``, the result carries what the command
+    cost (:class:`~remsvc_core.server.outcome.ResourceUsage`).
     """
 
     __slots__ = (
@@ -116,11 +125,14 @@ class RunningCommand:
         "_on_done",
         "_out",
         "_out_fd",
+        "_paused",
         "_pidfd",
         "_stage",
+        "_started",
         "_status",
         "_timer",
         "_unwatched",
+        "_want_usage",
         "pid",
     )
 
@@ -131,15 +143,24 @@ class RunningCommand:
         children: Children,
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[Outcome], None],
+        on_output: Callable[[int, bytes], None] | None = None,
+        want_usage: bool = False,
     ) -> None:
         self.pid = spawned.child.pid
+        self._started = time.monotonic()
+        self._want_usage = want_usage
+        self._paused = False
         self._child = spawned.child
         self._children = children
         self._limits = limits
         self._loop = loop
         self._on_done = on_done
-        self._out = OutputCapture(limits.output_cap)
-        self._err = OutputCapture(limits.output_cap)
+        self._out = OutputCapture(
+            limits.output_cap, functools.partial(on_output, 1) if on_output else None
+        )
+        self._err = OutputCapture(
+            limits.output_cap, functools.partial(on_output, 2) if on_output else None
+        )
         self._out_fd = spawned.out_fd
         self._err_fd = spawned.err_fd
         self._pidfd = -1
@@ -157,6 +178,25 @@ class RunningCommand:
     @property
     def stage(self) -> Stage:
         return self._stage
+
+    def pause_output(self) -> None:
+        """Stop reading the pipes until :meth:`resume_output` (a reader is behind)."""
+        if self._paused or self._stage is _DONE:
+            return
+        self._paused = True
+        for fd in (self._out_fd, self._err_fd):
+            if fd >= 0:
+                self._loop.remove_reader(fd)
+
+    def resume_output(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self._stage is _DONE:
+            return
+        for fd, capture in ((self._out_fd, self._out), (self._err_fd, self._err)):
+            if fd >= 0:
+                self._loop.add_reader(fd, self._read, fd, capture)
 
     # -- events ----------------------------------------------------------------------
 
@@ -234,7 +274,7 @@ class RunningCommand:
 
     def _exit_status(self) -> int | None:
         if self._status is None:
-            self._status = _exit_status(self.pid)
+            self._status = exit_status(self.pid)
         return self._status
 
     def _linger_over(self) -> None:
@@ -242,6 +282,11 @@ class RunningCommand:
         # ends at once; only a process that left the group (setsid) could hold a pipe
         # now, and it does not get to stall us past one more linger.
         self._timer = None
+        if self._paused:
+            # The pipes are full because nobody reads them, not because of leftovers:
+            # what is in them is output, and it waits for the reader.
+            self._timer = self._loop.call_later(self._limits.linger_s, self._linger_over)
+            return
         self._stage = Stage.LEFTOVERS_KILLED
         kill_group(self.pid)
         self._timer = self._loop.call_later(self._limits.linger_s, self._finish)
@@ -269,11 +314,18 @@ class RunningCommand:
                 returncode = self._exit_status()
                 if returncode is None:  # pragma: no cover - its exit was seen
                     returncode = -signal.SIGKILL
+                out, err = self._out, self._err
                 outcome = ExecResult(
-                    rc=_exit_code(returncode),
-                    out=self._out.text(),
-                    err=self._err.text(),
+                    rc=exit_code(returncode),
+                    out=out.text(),
+                    err=err.text(),
                     pid=self.pid,
+                    streamed=out.forward is not None,
+                    out_size=out.size,
+                    err_size=err.size,
+                    out_truncated=out.truncated,
+                    err_truncated=err.truncated,
+                    usage=self._usage() if self._want_usage else None,
                 )
         except Exception as exc:  # a bug here must not lose the command: report it
             outcome = exc
@@ -287,6 +339,11 @@ class RunningCommand:
             self._release()
             kill_group(self.pid)  # leftovers that closed their pipes
             self._children.reap(self._child)
+
+    def _usage(self) -> ResourceUsage | None:
+        # Leftovers in the group are killed first, while the pid still names the group.
+        kill_group(self.pid)
+        return reap_with_usage(self._child, self._started)
 
     def cancel(self) -> None:
         """Kill the command and everything it started (client gone, shutdown)."""
@@ -324,20 +381,3 @@ class RunningCommand:
             os.close(fd)
         self._ended.clear()
         self._unwatched.clear()
-
-
-def _exit_status(pid: int) -> int | None:
-    """An exited child's status, Popen-style (-N: killed by signal N), without reaping it;
-    None while it runs."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:  # pragma: no cover - reaped by someone else
-        return None
-    if info is None or info.si_pid == 0:
-        return None
-    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
-
-
-def _exit_code(returncode: int) -> int:
-    # Killed by a signal: report it the way shells do (128 + signal number).
-    return 128 - returncode if returncode < 0 else returncode

@@ -30,7 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remsvc_core.errors import ServerConfigError
-from remsvc_core.server.config_keys import FREE_FORM_SECTIONS, KEYS, LOG_LEVELS, known_keys
+from remsvc_core.server.config_keys import (
+    EXTENSIONS,
+    FREE_FORM_SECTIONS,
+    KEYS,
+    LOG_LEVELS,
+    known_keys,
+)
 
 __all__ = ["DEFAULT_OUTPUT_CAP", "ServerConfig", "is_loopback_host", "load_config", "parse_config"]
 
@@ -74,6 +80,11 @@ class ServerConfig:
     log_level: str = "INFO"
     allow_insecure_auth: bool = False
     drain_grace_s: float = 5.0
+    extensions: frozenset[str] = frozenset(EXTENSIONS)
+    batch_state_dir: str | None = None
+    batch_grace_s: int = 600
+    batch_expire_s: int = 7 * 86400
+    batch_max_bytes: int = 1 << 30
     hidden_env: frozenset[str] = frozenset()
     source: str = field(default="<ServerConfig>", compare=False)
 

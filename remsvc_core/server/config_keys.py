@@ -40,6 +40,8 @@ __all__ = [
 ]
 
 FREE_FORM_SECTIONS = frozenset({"auth", "allowlist", "denylist"})
+# The protocol extensions this server implements (docs/protocol-extensions.md).
+EXTENSIONS = ("batch/1", "output/1", "heartbeat/1", "usage/1")
 
 # Upstream (spdlog-style) level names next to Python's, so its [log] level works here.
 LOG_LEVELS: Mapping[str, int] = {
@@ -208,6 +210,36 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class TokenSet:
+    """Names from ``known``, separated by commas or blanks, or ``none``; the field holds
+    a frozenset."""
+
+    what: str
+    known: tuple[str, ...]
+
+    def parse(self, text: str) -> frozenset[str]:
+        words = [word for word in text.replace(",", " ").split() if word]
+        if words == ["none"]:
+            return frozenset()
+        value = frozenset(words)
+        self.check(value)
+        return value
+
+    def check(self, value: object) -> None:
+        if not isinstance(value, frozenset) or not value <= set(self.known):
+            unknown = (
+                sorted(set(value) - set(self.known)) if isinstance(value, frozenset) else value
+            )
+            raise ValueError(
+                f"unknown {self.what} {unknown!r}; use any of {', '.join(self.known)}, or none"
+            )
+
+    def show(self, value: object) -> str:
+        assert isinstance(value, frozenset)
+        return ", ".join(name for name in self.known if name in value) or "none"
+
+
+@dataclass(frozen=True)
 class ConfigKey:
     """One fixed key: ``[section] name`` sets ``ServerConfig.<field>``."""
 
@@ -258,6 +290,11 @@ KEYS: tuple[ConfigKey, ...] = (
         upstream=False,
     ),
     ConfigKey(
+        "server", "extensions", "extensions", TokenSet("extension", EXTENSIONS),
+        "protocol extensions granted to clients that ask (docs/protocol-extensions.md)",
+        upstream=False,
+    ),
+    ConfigKey(
         "tls", "enabled", "tls_enabled", Boolean(),
         "serve TLS",
         upstream=True,
@@ -286,6 +323,26 @@ KEYS: tuple[ConfigKey, ...] = (
         "log", "level", "log_level", Choice("level", LOG_LEVELS),
         "the least important lines logged: trace, debug, info, warn, error, critical, off",
         upstream=True, flag="--log-level",
+    ),
+    ConfigKey(
+        "batches", "state_dir", "batch_state_dir", OptionalPath(),
+        "where kept batches are journaled; unset: batch/1 is not granted",
+        upstream=False,
+    ),
+    ConfigKey(
+        "batches", "grace_s", "batch_grace_s", Integer(0, 7 * 86400),
+        "how long a kept batch goes on after its stream was lost, waiting to be re-attached",
+        upstream=False,
+    ),
+    ConfigKey(
+        "batches", "expire_s", "batch_expire_s", Integer(60),
+        "how long a batch's journal is kept after its last record",
+        upstream=False,
+    ),
+    ConfigKey(
+        "batches", "max_bytes", "batch_max_bytes", Integer(1 << 20),
+        "the most bytes all journals and their kept outputs may take on disk",
+        upstream=False,
     ),
 )  # fmt: skip
 

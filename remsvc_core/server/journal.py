@@ -11,6 +11,10 @@ directory. Records are appended and flushed to disk (``fsync``) as they happen:
   it ended;
 - ``{"r": "state", "state"}`` when the batch was cancelled or abandoned.
 
+Each command's output is kept next to the journal, in ``<name>.spool/<tid>.1`` (stdout)
+and ``.2`` (stderr), as raw bytes up to the cap, so a re-attached client gets it
+again (as a classic result, or as live-output chunks) without it being held in memory.
+
 Reading tolerates a last line cut short by a crash. Journals expire ``expire_s``
 after their last record, and together never exceed ``max_bytes``: the oldest go
 first, and when that is not enough, :meth:`Journal.open` refuses (the caller then
@@ -62,6 +66,20 @@ class BatchJournal:
     state: str = "open"
     size: int = 0
     _handle: Any = None
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.path.with_suffix(".spool")
+
+    def spool_path(self, tid: int, fd: int) -> Path:
+        """Where command ``tid``'s stdout (fd 1) or stderr (fd 2) bytes are kept."""
+        return self.spool_dir / f"{tid}.{fd}"
+
+    def open_spool(self, tid: int, fd: int) -> Any:
+        """A binary file to append the command's output to (created 0600)."""
+        self.spool_dir.mkdir(mode=0o700, exist_ok=True)
+        descriptor = os.open(self.spool_path(tid, fd), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        return os.fdopen(descriptor, "wb")
 
     def start(self, tid: int, fingerprint: str, started_ms: int) -> None:
         """Write-ahead: the command is about to start."""
@@ -136,6 +154,10 @@ class Journal:
     def total_bytes(self) -> int:
         return sum(size for _, size, _ in self._files())
 
+    def delete(self, journal: BatchJournal) -> None:
+        journal.close()
+        _remove(journal.path)
+
     def sweep(self, *, keep: Path | None = None, now: float | None = None) -> int:
         """Delete expired journals, then the oldest until under ``max_bytes``; returns
         how many were deleted. ``keep`` is never deleted (the one being opened)."""
@@ -147,17 +169,22 @@ class Journal:
             if path == keep:
                 continue
             if now - modified > self.expire_s or total > self.max_bytes:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                _remove(path)
                 total -= size
                 deleted += 1
         return deleted
 
     def _files(self) -> Iterator[tuple[Path, int, float]]:
+        """Each journal with the bytes it and its kept output take, and its age."""
         for path in self.directory.glob(f"*{_SUFFIX}"):
             with contextlib.suppress(FileNotFoundError):
                 stat = path.stat()
-                yield path, stat.st_size, stat.st_mtime
+                spooled = sum(
+                    entry.stat().st_size
+                    for entry in path.with_suffix(".spool").glob("*")
+                    if entry.is_file()
+                )
+                yield path, stat.st_size + spooled, stat.st_mtime
 
     def _read(self, path: Path) -> BatchJournal | None:
         try:
@@ -187,6 +214,19 @@ class Journal:
         if journal is not None:
             journal.size = len(raw)
         return journal
+
+
+def _remove(path: Path) -> None:
+    """A journal and its kept output."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    spool = path.with_suffix(".spool")
+    if spool.is_dir():
+        for entry in spool.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        with contextlib.suppress(OSError):
+            spool.rmdir()
 
 
 def _now_ms() -> int:

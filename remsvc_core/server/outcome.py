@@ -4,21 +4,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["TIMED_OUT", "CannotStart", "ExecResult", "Outcome"]
+__all__ = ["TIMED_OUT", "CannotStart", "ExecResult", "Outcome", "ResourceUsage"]
 
 # The ``err`` of a timed-out command, as upstream writes it.
 TIMED_OUT = "process timed out"
 
 
 @dataclass(frozen=True)
+class ResourceUsage:
+    """What a command cost: wall time, and the CPU time and peak memory of its process
+    and every descendant it waited for (``wait4``'s rusage)."""
+
+    wall_ms: int
+    user_cpu_ms: int
+    sys_cpu_ms: int
+    max_rss_kb: int
+
+
+@dataclass(frozen=True)
 class ExecResult:
-    """What one command produced. ``pid`` is the child's (None if it never started)."""
+    """What one command produced. ``pid`` is the child's (None if it never started).
+
+    With live output, ``out``/``err`` are empty (``streamed``): the bytes went out as
+    they were read, and ``out_size``/``err_size`` and the ``*_truncated`` flags say how
+    much was kept under the cap. ``usage`` is set when it was asked for.
+    """
 
     rc: int
     out: str
     err: str
     pid: int | None = None
     timed_out: bool = False
+    streamed: bool = False
+    out_size: int = 0
+    err_size: int = 0
+    out_truncated: bool = False
+    err_truncated: bool = False
+    usage: ResourceUsage | None = None
 
 
 # What ``on_done`` receives: the result, or the exception that kept the runner from

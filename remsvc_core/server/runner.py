@@ -87,12 +87,15 @@ class CommandRunner:
         cmdusr: str = "",
         *,
         on_done: Callable[[Outcome], None],
+        on_output: Callable[[int, bytes], None] | None = None,
+        want_usage: bool = False,
     ) -> RunningCommand | None:
         """Spawn ``cmd`` now; ``on_done(outcome)`` is called once, from the event loop.
 
         Returns the running command (whose ``cancel()`` kills it; ``on_done`` is then
         not called), or None when it could not start: ``on_done`` then gets the error
-        result soon, never from inside this call.
+        result soon, never from inside this call. ``on_output`` and ``want_usage``: see
+        :class:`~remsvc_core.server.command.RunningCommand`.
         """
         loop = asyncio.get_running_loop()
         try:
@@ -105,7 +108,9 @@ class CommandRunner:
         child = spawned.child
         self._children.add(child, spawned.tag)
         try:
-            return RunningCommand(spawned, self.limits, self._children, loop, on_done)
+            return RunningCommand(
+                spawned, self.limits, self._children, loop, on_done, on_output, want_usage
+            )
         except BaseException:  # could not watch it: do not leave it running unwatched
             for fd in (spawned.out_fd, spawned.err_fd):
                 with contextlib.suppress(Exception):

@@ -1,4 +1,5 @@
-"""The ``RS.RemSvc`` servicer: Ping, GetStatus, RemCmd and RemCmdStrm.
+"""The ``RS.RemSvc`` servicer: Ping, GetStatus, RemCmd and RemCmdStrm; and
+``RS.RemSvcExt`` for kept batches.
 
 Before a command runs it passes two gates, in upstream's order: the CRC-32 check of a
 non-empty ``hsh`` (INVALID_ARGUMENT "hash mismatch") and the allow/deny lists
@@ -10,16 +11,13 @@ A stream runs one command at a time in arrival order, like upstream; with
 ``max_parallel`` > 1 up to that many run at once and responses go out as commands
 finish (clients correlate by ``tid``). When the call ends early — the client cancels,
 its deadline passes, the server shuts down — every running command's process group
-is killed.
+is killed, unless the stream belongs to a kept batch (``batch/1``), which goes on
+(:mod:`remsvc_core.server.batches`). A stream itself is
+:class:`~remsvc_core.server.streaming.StreamCall`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import functools
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,38 +26,54 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from remsvc_core import extensions as ext
 from remsvc_core.hashing import command_hash
 from remsvc_core.server.auth import current_identity
-from remsvc_core.server.command import RunningCommand
-from remsvc_core.server.outcome import ExecResult, Outcome
+from remsvc_core.server.batch_registry import BatchRegistry
+from remsvc_core.server.execution import Refusal
+from remsvc_core.server.outcome import ExecResult
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
+from remsvc_core.server.streaming import StreamCall
 from remsvc_core.wire import pb, pb_grpc
 
-__all__ = ["RemSvcService"]
+__all__ = ["RemSvcExtService", "RemSvcService"]
 
 log = logging.getLogger("remsvc.server")
-
-_STOP_WAIT_S = 5.0
-
-
-class _Refused(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
 
 
 class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
     def __init__(
-        self, runner: CommandRunner, policy: CommandPolicy, *, max_parallel: int = 1
+        self,
+        runner: CommandRunner,
+        policy: CommandPolicy,
+        *,
+        max_parallel: int = 1,
+        extensions: frozenset[str] = frozenset(),
+        batches: BatchRegistry | None = None,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self.runner = runner
         self.policy = policy
         self.max_parallel = max_parallel
+        self.extensions = extensions
+        self.batches = batches
+        self.idle_timeout_s = idle_timeout_s
         self.started = time.monotonic()
         self.commands_run = 0
         self.draining = False
+
+    def grant(self, asked: ext.Request, identity: str) -> frozenset[str]:
+        """The extensions a stream gets: what it asked for and this server offers;
+        batch/1 only where batches are kept and this one fits."""
+        granted = asked.extensions & self.extensions
+        if ext.BATCH in granted and (
+            self.batches is None
+            or asked.batch_key is None
+            or not self.batches.available(identity, asked.batch_key)
+        ):
+            granted -= {ext.BATCH}
+        return granted
 
     async def Ping(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         return pb.PongMsg(seq=request.seq, time=request.time, data=request.data)
@@ -72,7 +86,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         identity = current_identity.get()
         try:
             self.admit(request, context, identity)
-        except _Refused as refused:
+        except Refusal as refused:
             await context.abort(refused.code, refused.details)
         began = time.monotonic()
         result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
@@ -81,23 +95,26 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
     async def RemCmdStrm(
         self, request_iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        stream = _Stream(self, context)
-        async for response in stream.serve(request_iterator):
+        async for response in StreamCall(self, context).serve(request_iterator):
             yield response
 
-    def admit(self, request: Any, context: aio.ServicerContext[Any, Any], identity: str) -> None:
-        """Raise :class:`_Refused` if the command must not run."""
+    def admit(
+        self, request: Any, context: aio.ServicerContext[Any, Any] | None, identity: str
+    ) -> None:
+        """Raise :class:`Refusal` if the command must not run. ``context`` is the call
+        it came on (None for a kept batch's command while no stream is attached)."""
+        peer = context.peer() if context is not None else "(no stream attached)"
         if self.draining:
-            raise _Refused(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
+            raise Refusal(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         if request.hsh and request.hsh != command_hash(request.cmd):
             log.warning(
                 "refused tid=%d identity=%s src=%r peer=%s: hash mismatch",
                 request.tid,
                 identity,
                 request.src,
-                context.peer(),
+                peer,
             )
-            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "hash mismatch")
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "hash mismatch")
         decision = self.policy.check(request.cmd)
         if not decision.allowed:
             log.warning(
@@ -105,10 +122,10 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                 request.tid,
                 identity,
                 request.src,
-                context.peer(),
+                peer,
                 decision.reason,
             )
-            raise _Refused(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
+            raise Refusal(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
 
     def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any:
         """Log the finished command (one INFO line each) and build its response."""
@@ -130,132 +147,31 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         )
 
 
-class _Stream:
-    """One RemCmdStrm call.
+class RemSvcExtService(pb_grpc.RemSvcExtServicer):  # type: ignore[misc]
+    """``RS.RemSvcExt``: cancel or look at a kept batch, by key, of the caller's own."""
 
-    A reader task takes requests off the wire; a request is admitted and started only
-    once a slot is free (upstream's order of events: the next command is not even
-    looked at until one may start). When a command ends, the runner calls
-    :meth:`_finished` from the event loop, which starts the request waiting for that
-    slot *before* it logs and queues the result: the next child runs while the
-    previous result is sent.
-    """
+    def __init__(self, batches: BatchRegistry | None) -> None:
+        self.batches = batches
 
-    def __init__(self, service: RemSvcService, context: aio.ServicerContext[Any, Any]) -> None:
-        self.service = service
-        self.context = context
-        self.identity = current_identity.get()
-        self.loop = asyncio.get_running_loop()
-        self.free = service.max_parallel
-        self.running: dict[int, RunningCommand] = {}
-        self.serial = itertools.count()
-        self.waiting: Any = None  # a request read off the wire, waiting for a slot
-        self.slot_given: asyncio.Future[None] | None = None
-        self.responses: collections.deque[Any] = collections.deque()
-        self.wakeup: asyncio.Future[None] | None = None
-        self.reading = True
-        self.read_failed = False
-        self.refusal: _Refused | None = None
-        self.closed = False
+    async def CancelBatch(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        identity = current_identity.get()
+        batches = await self._batches(request, context)
+        log.info("cancel requested for batch %r by %s", request.key, identity)
+        return pb.BatchState(**batches.cancel(identity, request.key, by=identity))
 
-    async def serve(self, request_iterator: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        reader = asyncio.create_task(self._read(request_iterator))
-        try:
-            while True:
-                while self.responses:
-                    yield self.responses.popleft()
-                if not self.reading and (
-                    self.read_failed or self.free == self.service.max_parallel
-                ):
-                    break
-                self.wakeup = self.loop.create_future()
-                await self.wakeup
-            await reader  # re-raises a failure reading the requests
-            if self.refusal is not None:
-                await self.context.abort(self.refusal.code, self.refusal.details)
-        finally:
-            # Reached on cancellation too: stop reading and kill what still runs. A
-            # result still due (a command that could not start answers a loop turn
-            # later) must not start the waiting request on a call that has ended.
-            self.closed = True
-            self.waiting = None
-            for command in list(self.running.values()):
-                command.cancel()
-            self.running.clear()
-            if not reader.done():
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait([reader], timeout=_STOP_WAIT_S)
+    async def GetBatch(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        batches = await self._batches(request, context)
+        return pb.BatchState(**batches.describe(current_identity.get(), request.key))
 
-    async def _read(self, request_iterator: AsyncIterator[Any]) -> None:
-        try:
-            async for request in request_iterator:
-                if self.free > 0:
-                    self._begin(request)
-                else:
-                    self.waiting = request
-                    self.slot_given = self.loop.create_future()
-                    await self.slot_given  # _finished starts it (or drops it after a refusal)
-                if self.refusal is not None:
-                    break
-        except BaseException:
-            self.read_failed = True
-            raise
-        finally:
-            self.reading = False
-            self._wake()
-
-    def _begin(self, request: Any) -> None:
-        """Admit and start one request now (a slot is free)."""
-        if self.refusal is not None or self.closed:
-            return
-        try:
-            self.service.admit(request, self.context, self.identity)
-        except _Refused as refused:
-            self.refusal = refused
-            return
-        key = next(self.serial)
-        self.free -= 1
-        on_done = functools.partial(self._finished, key, request, time.monotonic())
-        try:
-            command = self.service.runner.start(
-                request.cmd, request.cmdtyp, request.cmdusr, on_done=on_done
+    async def _batches(self, request: Any, context: aio.ServicerContext[Any, Any]) -> BatchRegistry:
+        if self.batches is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "this server keeps no batches ([batches] state_dir is not set)",
             )
-        except Exception:
-            self.free += 1
-            self._fail(request)
-            return
-        if command is not None:
-            self.running[key] = command
-
-    def _finished(self, key: int, request: Any, began: float, outcome: Outcome) -> None:
-        duration_s = time.monotonic() - began
-        self.running.pop(key, None)
-        self.free += 1
         try:
-            if isinstance(outcome, Exception):
-                raise outcome
-            if self.waiting is not None:
-                # Start the next command first: it runs while this result is sent.
-                waiting, self.waiting = self.waiting, None
-                self._begin(waiting)
-            self.responses.append(self.service.report(request, outcome, duration_s, self.identity))
-        except Exception:
-            self._fail(request)
-        finally:
-            self.waiting = None  # after a refusal it is never started
-            if self.slot_given is not None and not self.slot_given.done():
-                self.slot_given.set_result(None)
-            self._wake()
-
-    def _fail(self, request: Any) -> None:
-        # A server bug must not pass for a clean end with a missing result.
-        log.exception("internal error running tid=%d", request.tid)
-        if self.refusal is None:
-            self.refusal = _Refused(
-                grpc.StatusCode.INTERNAL, f"internal error running tid {request.tid}"
-            )
-
-    def _wake(self) -> None:
-        if self.wakeup is not None and not self.wakeup.done():
-            self.wakeup.set_result(None)
+            ext.check_batch_key(request.key)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        assert self.batches is not None
+        return self.batches

@@ -180,10 +180,10 @@ def test_a_server_fault_ends_the_stream_with_internal_keeping_earlier_results(
     # not end "OK" with a result silently missing.
     real_start = CommandRunner.start
 
-    def faulty(self, cmd, cmdtyp=0, cmdusr="", *, on_done):
+    def faulty(self, cmd, cmdtyp=0, cmdusr="", **kwargs):
         if cmd == "explode":
             raise RuntimeError("injected fault")
-        return real_start(self, cmd, cmdtyp, cmdusr, on_done=on_done)
+        return real_start(self, cmd, cmdtyp, cmdusr, **kwargs)
 
     monkeypatch.setattr(CommandRunner, "start", faulty)
     never = tmp_path / "never"

@@ -1,0 +1,48 @@
+"""How a command's main child ended: its status without reaping it, its exit code,
+and (when asked) what it cost, read as it is reaped."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from remsvc_core.server.children import Child
+from remsvc_core.server.outcome import ResourceUsage
+
+__all__ = ["exit_code", "exit_status", "reap_with_usage"]
+
+
+def exit_status(pid: int) -> int | None:
+    """An exited child's status, Popen-style (-N: killed by signal N), without reaping it;
+    None while it runs."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:  # pragma: no cover - reaped by someone else
+        return None
+    if info is None or info.si_pid == 0:
+        return None
+    return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
+
+def exit_code(returncode: int) -> int:
+    """The rc to report: killed by a signal reads the way shells say it (128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def reap_with_usage(child: Child, started: float) -> ResourceUsage | None:
+    """Reap the exited ``child`` now and read what it and every descendant it waited
+    for cost (``wait4``); ``started`` is its ``time.monotonic()`` start. The child's
+    ``returncode`` is set, so whoever reaps it later finds it reaped."""
+    try:
+        pid, status, rusage = os.wait4(child.pid, os.WNOHANG)
+    except ChildProcessError:  # pragma: no cover - reaped elsewhere
+        return None
+    if pid == 0:  # pragma: no cover - its exit was seen, so it is a zombie
+        return None
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return ResourceUsage(
+        wall_ms=round((time.monotonic() - started) * 1000),
+        user_cpu_ms=round(rusage.ru_utime * 1000),
+        sys_cpu_ms=round(rusage.ru_stime * 1000),
+        max_rss_kb=rusage.ru_maxrss,
+    )
