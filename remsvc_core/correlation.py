@@ -27,6 +27,14 @@ __all__ = ["Correlator", "Malformed", "decode_or_malformed"]
 
 log = logging.getLogger("remsvc_core.engine")
 
+# A faulty (or hostile) server can send any number of responses nobody asked for; in
+# the Airflow triggerer that memory is every deferred task's. Only the first few are
+# kept, their text cut short, and past a bound the client ends the stream (every real
+# result stays).
+KEPT_UNEXPECTED = 100
+KEPT_TEXT_CHARS = 1024
+MAX_UNEXPECTED = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
@@ -90,8 +98,7 @@ class Correlator:
         now = time.monotonic()
         if not isinstance(response, tuple):
             self._window.answered(None)
-            self._malformed(response)
-            return None
+            return self._malformed(response)
         tid, rc, out, err, hsh, replaced, ext = response
         detail = None
         if ext is not None:
@@ -110,8 +117,7 @@ class Correlator:
             if sent is not None and detail is not None and detail.replayed:
                 return None  # sent again after a re-attach; the first copy stands
             reason = "unknown" if sent is None else "duplicate"
-            self._unexpected(UnexpectedResponse(tid, reason, rc, out, err))
-            return None
+            return self._unexpected(UnexpectedResponse(tid, reason, rc, out, err))
         result = CommandResult(
             tid=tid,
             rc=rc,
@@ -187,10 +193,10 @@ class Correlator:
         log.debug("stream %s: heartbeat, running %s", self.info.stream_id, running)
         self._hooks.heartbeat(running, self.info)
 
-    def _malformed(self, response: Malformed | None) -> None:
+    def _malformed(self, response: Malformed | None) -> str | None:
         error = response.error if response is not None else "no message"
         size = response.size if response is not None else 0
-        self._unexpected(
+        return self._unexpected(
             UnexpectedResponse(
                 tid=0,
                 reason="malformed",
@@ -200,12 +206,27 @@ class Correlator:
             )
         )
 
-    def _unexpected(self, response: UnexpectedResponse) -> None:
-        self._outcome.unexpected.append(response)
-        log.warning(
-            "stream %s: unexpected response (%s) for tid %d",
-            self.info.stream_id,
-            response.reason,
-            response.tid,
-        )
-        self._hooks.unexpected_response(response, self.info)
+    def _unexpected(self, response: UnexpectedResponse) -> str | None:
+        """Keep (the start of) a response nobody asked for; returns why to end the
+        stream once there were too many."""
+        outcome = self._outcome
+        outcome.unexpected_count += 1
+        count = outcome.unexpected_count
+        if count <= KEPT_UNEXPECTED:
+            kept = dataclasses.replace(
+                response, out=response.out[:KEPT_TEXT_CHARS], err=response.err[:KEPT_TEXT_CHARS]
+            )
+            outcome.unexpected.append(kept)
+            log.warning(
+                "stream %s: unexpected response (%s) for tid %d",
+                self.info.stream_id,
+                response.reason,
+                response.tid,
+            )
+            self._hooks.unexpected_response(kept, self.info)
+        if count >= MAX_UNEXPECTED:
+            return (
+                f"the client ended the stream: the server sent {count} responses nobody asked "
+                "for (a faulty or hostile server); every real result is kept"
+            )
+        return None

@@ -205,6 +205,8 @@ class StreamOutcome:
     plugin_errors: list[str] = field(default_factory=list)
     #: The protocol extensions the server granted (docs/protocol-extensions.md).
     extensions: list[str] = field(default_factory=list)
+    #: How many unexpected responses came; only the first few are in ``unexpected``.
+    unexpected_count: int = 0
 
     @property
     def missing_tids(self) -> list[int]:
@@ -242,6 +244,7 @@ class StreamOutcome:
             "target": self.target,
             "plugin_errors": list(self.plugin_errors),
             **({"extensions": sorted(self.extensions)} if self.extensions else {}),
+            **({"unexpected_count": self.unexpected_count} if self.unexpected_count else {}),
         }
 
     @classmethod
@@ -268,4 +271,5 @@ class StreamOutcome:
             target=str(data.get("target", "")),
             plugin_errors=[str(e) for e in data.get("plugin_errors", [])],
             extensions=[str(e) for e in data.get("extensions", [])],
+            unexpected_count=int(data.get("unexpected_count", len(data.get("unexpected", [])))),
         )

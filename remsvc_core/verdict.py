@@ -56,6 +56,7 @@ class Verdict:
     status_code: str = OK
     status_details: str = ""
     unexpected: tuple[UnexpectedResponse, ...] = ()
+    unexpected_count: int = 0
     handler_error: str | None = None
     target: str = ""
 
@@ -92,10 +93,11 @@ class Verdict:
         if self.missing_tids:
             problems.append(f"no result for tid(s) {listed(self.missing_tids)}")
         if self.unexpected:
-            problems.append(
-                "unexpected responses: "
-                + listed([f"tid {u.tid} ({u.reason})" for u in self.unexpected], 10)
-            )
+            shown = listed([f"tid {u.tid} ({u.reason})" for u in self.unexpected], 10)
+            extra = self.unexpected_count - len(self.unexpected)
+            if extra > 0:
+                shown += f" (and {extra} not kept)"
+            problems.append(f"unexpected responses: {shown}")
         if problems:
             problems.append(f"{self.results} of {self.commands} result(s) arrived and are kept")
         return problems
@@ -114,5 +116,6 @@ def judge(outcome: StreamOutcome, accepted_rcs: Collection[int] = DEFAULT_ACCEPT
         status_code=outcome.status_code,
         status_details=outcome.status_details,
         unexpected=tuple(outcome.unexpected),
+        unexpected_count=outcome.unexpected_count,
         target=outcome.target,
     )

@@ -30,7 +30,7 @@ from reliability_checks import (
     recorded,
 )
 
-from remsvc_core.engine import RetryPolicy, run_commands
+from remsvc_core.engine import RetryPolicy, run_commands, run_commands_sync
 from remsvc_core.probes import get_status
 from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import ChannelSettings
@@ -373,3 +373,43 @@ async def test_responses_sent_just_before_an_abort_are_kept(figures, answered):
             assert sorted(outcome.results) == list(range(1, answered + 1)), outcome.status_details
             assert (outcome.status_code, outcome.status_details) == ("INTERNAL", ABORT_DETAILS)
             check_nothing_lost(outcome, arrivals, figures)
+
+
+# -- a server that floods the client (issue 12.5) ------------------------------------------
+
+
+def _peak_rss_reset() -> int:
+    """Reset this process's peak resident set (VmHWM) and return the current one."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    return _status_kib("VmRSS") * 1024
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def test_a_server_flooding_unknown_tids_cannot_exhaust_the_client(misbehaving, figures):
+    """Before: 2.5 GiB in run_commands_sync, stopped only by the stream timeout. Now the
+    first few unexpected responses are kept (their text cut short) and past a bound the
+    client ends the stream, keeping every real result."""
+    flood = (20_000, 64 * 1024)  # 20,000 responses of 2 x 64 KiB: 2.5 GiB on the wire
+    server = misbehaving(flood_unknown=flood)
+    before = _peak_rss_reset()
+    outcome = run_commands_sync(["echo one", "echo two"], server.settings(), stream_timeout=60)
+    growth_mib = (_status_kib("VmHWM") * 1024 - before) / 2**20
+    figures.fault("unknown-tid flood")
+    figures.note(f"client under a 2.5 GiB unknown-tid flood: peak RSS +{growth_mib:.0f} MiB")
+    print(f"peak RSS growth {growth_mib:.1f} MiB; status {outcome.status_code}")
+    assert outcome.results[1].out == "ran echo one\n"
+    assert outcome.status_code == "CANCELLED"
+    assert "responses nobody asked for" in outcome.status_details
+    assert outcome.unexpected_count >= 1000
+    assert len(outcome.unexpected) == 100
+    assert all(len(u.out) <= 1024 for u in outcome.unexpected)
+    assert "(and " in outcome.describe_failure()
+    assert growth_mib < 200

@@ -78,6 +78,7 @@ class Misbehaviour:
     rc: dict[int, int] = field(default_factory=dict)  # tid -> exit code
     repeat_tids: frozenset[int] = frozenset()  # answered twice (second with rc 99)
     unknown_tids: tuple[int, ...] = ()  # sent right after the first answer
+    flood_unknown: tuple[int, int] | None = None  # (count, body bytes) after the first answer
     garbage_after_first: bool = False  # bytes that are no RemResMsg, after the first answer
     reverse: bool = False  # read every command, then answer the last first
     never_answer: bool = False  # read every command, then hold the stream open silently
@@ -161,6 +162,11 @@ class MisbehavingServer:
                 if answered == 1:
                     for unknown in b.unknown_tids:
                         await context.write(encode_response(unknown, 0, b"never asked\n"))
+                    if b.flood_unknown is not None:
+                        count, size = b.flood_unknown
+                        body = b"f" * size
+                        for n in range(count):  # bounded: count responses, then on
+                            await context.write(encode_response(1_000_000 + n, 0, body, body))
                     if b.garbage_after_first:
                         await context.write(GARBAGE)
 
