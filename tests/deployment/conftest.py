@@ -1,4 +1,4 @@
-"""A real Airflow deployment for the tests that need one, shared by the whole session.
+"""A real Airflow deployment for the tests that need one, started once and shared by them.
 
 PostgreSQL (Debian's binaries, in a temporary directory), ``airflow db migrate``, then
 the api-server, scheduler, DAG processor and two triggerers as separate processes
@@ -66,29 +66,80 @@ def _postgres_bin() -> Path:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresCluster]:
-    with PostgresCluster(_postgres_bin()) as cluster:
-        yield cluster
+class _SharedDeployment:
+    """The one deployment the tests share: started by the first test that asks for it,
+    stopped right after the last one (they are collected together), so it does not load
+    the machine under the rest of the suite. A later test that asks again gets a new one.
+    """
 
+    def __init__(self) -> None:
+        self._postgres: PostgresCluster | None = None
+        self._deployment: AirflowDeployment | None = None
+        self._start_error: BaseException | None = None
 
-@pytest.fixture(scope="session")
-def deployment(postgres: PostgresCluster) -> Iterator[AirflowDeployment]:
-    """The running deployment: ``.api`` (REST client), ``.deploy_dag()``, ``.triggerers``..."""
-    deployment = AirflowDeployment(postgres)
-    started = time.monotonic()
-    try:
-        deployment.start()
-    except BaseException:
-        print(deployment.describe())
+    def get(self) -> AirflowDeployment:
+        if self._start_error is not None:  # do not pay for a failed start once per test
+            raise self._start_error
+        if self._deployment is None:
+            bin_dir = _postgres_bin()  # skips (fails under CI) without PostgreSQL
+            started = time.monotonic()
+            try:
+                self._postgres = PostgresCluster(bin_dir)
+                self._postgres.start()
+                self._deployment = AirflowDeployment(self._postgres)
+                self._deployment.start()
+            except BaseException as exc:
+                self._start_error = exc
+                if self._deployment is not None:
+                    print(self._deployment.describe())
+                try:
+                    self.close()
+                except AssertionError as leftovers:  # the start's error is the one to raise
+                    print(leftovers)
+                raise
+            elapsed = time.monotonic() - started
+            _record_timing("deployment started (PostgreSQL, migrate, 5 components)", elapsed)
+        return self._deployment
+
+    def close(self) -> None:
+        """Stop the deployment, then PostgreSQL; raises if a process outlived either."""
+        deployment, postgres = self._deployment, self._postgres
+        self._deployment = self._postgres = None
+        started = time.monotonic()
         try:
-            deployment.close()
-        except AssertionError as leftovers:  # the start's own error is the one to raise
-            print(leftovers)
-        raise
-    _record_timing("deployment started (migrate + 5 components ready)", time.monotonic() - started)
-    yield deployment
-    deployment.close()
+            if deployment is not None:
+                deployment.close()
+        finally:
+            if postgres is not None:
+                postgres.stop()
+        if deployment is not None:
+            _record_timing("deployment stopped, nothing left running", time.monotonic() - started)
+
+
+_SHARED = _SharedDeployment()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    result = yield  # the test's own fixtures first (its servers, its connections)
+    if nextitem is None or "deployment" not in getattr(nextitem, "fixturenames", ()):
+        _SHARED.close()  # a leftover process fails this test's teardown
+    return result
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Interrupted runs (-x, Ctrl-C) skip the teardown above; nothing may outlive pytest.
+    try:
+        _SHARED.close()
+    except AssertionError as leftovers:
+        print(f"\n{leftovers}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def deployment() -> AirflowDeployment:
+    """The running deployment: ``.api`` (REST client), ``.deploy_dag()``, ``.triggerers``..."""
+    return _SHARED.get()
 
 
 @pytest.fixture

@@ -74,9 +74,10 @@ class TriggerRow:
 
 
 def _parent_environment() -> dict[str, str]:
-    """The test process's environment without anything that configures Airflow or
-    pytest (the in-process suites point AIRFLOW_HOME at their own sqlite home)."""
-    dropped = ("AIRFLOW", "_AIRFLOW", "PYTEST_", "PYTHONPATH")
+    """The test process's environment without what other suites set for themselves:
+    Airflow's configuration (they point AIRFLOW_HOME at an in-process sqlite home), the
+    gRPC trust store the provider suite substitutes, and pytest's own variables."""
+    dropped = ("AIRFLOW", "_AIRFLOW", "PYTEST_", "PYTHONPATH", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH")
     return {key: value for key, value in os.environ.items() if not key.startswith(dropped)}
 
 

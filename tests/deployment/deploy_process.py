@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from support.server_process import process_gone
+
 __all__ = [
     "MARKER_VARIABLE",
     "ManagedProcess",
@@ -59,16 +61,6 @@ def _environ_has(pid: int, needle: bytes) -> bool:
         return False
 
 
-def _is_running(pid: int) -> bool:
-    """False once ``pid`` is gone or a zombie waiting for its parent."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
-
-
 def _cmdline(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
@@ -85,7 +77,7 @@ def marked_processes(deployment_id: str) -> dict[int, str]:
     for name in os.listdir("/proc"):
         if name.isdigit() and int(name) != own:
             pid = int(name)
-            if _environ_has(pid, needle) and _is_running(pid):
+            if _environ_has(pid, needle) and not process_gone(pid):
                 found[pid] = _cmdline(pid)
     return found
 
@@ -169,7 +161,7 @@ class ManagedProcess:
     def group_alive(self) -> bool:
         """Whether any process of the group still runs."""
         self.popen.poll()  # reap the leader, so a zombie leader does not count
-        return any(_is_running(pid) for pid in _group_members(self.pid))
+        return any(not process_gone(pid) for pid in _group_members(self.pid))
 
     def _close_log(self) -> None:
         if self._log_handle is not None:

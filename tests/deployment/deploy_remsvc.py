@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from deploy_airflow import AirflowDeployment
 from support.server_process import ServerProcess, launch_server
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "connection_uri",
     "launch_tls_server",
     "remsvc_dag",
+    "start_deferred_run",
 ]
 
 # A token nobody would type by accident, so the secrecy checks can grep for it.
@@ -87,3 +89,20 @@ def remsvc_dag(
         commands=[dict(command) for command in commands],
         options=dict(options),
     )
+
+
+def start_deferred_run(
+    deployment: AirflowDeployment,
+    dag_id: str,
+    conn_id: str,
+    commands: Sequence[Mapping[str, Any]],
+    *,
+    conf: Mapping[str, Any] | None = None,
+    timeout: float,
+) -> str:
+    """Deploy a one-task DAG, trigger it (with ``conf``) through the API, and wait until
+    its task is deferred; returns the run id."""
+    deployment.deploy_dag(dag_id, remsvc_dag(dag_id, conn_id, commands))
+    run_id = deployment.api.trigger(dag_id, conf=conf)
+    deployment.api.wait_for_task_state(dag_id, run_id, TASK_ID, {"deferred"}, timeout)
+    return run_id

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from deploy_airflow import TRIGGERER_HEALTH_THRESHOLD_S, AirflowDeployment
-from deploy_remsvc import SERVER_TOKEN, TASK_ID, remsvc_dag
+from deploy_remsvc import SERVER_TOKEN, TASK_ID, start_deferred_run
 from support.server_process import ServerProcess, process_gone, wait_for_pid_file, wait_until_gone
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -61,12 +61,16 @@ def test_deferred_task_runs_in_a_triggerer_and_reports_through_the_api(
         {"cmd": gate_command(gate)},
         {"cmd": "echo after the gate"},
     ]
-    deployment.deploy_dag(dag_id, remsvc_dag(dag_id, remsvc_conn_id, commands))
-
     started = time.monotonic()
-    run_id = api.trigger(dag_id, conf={"greeting": "hello-from-conf"})
-    api.wait_for_task_state(dag_id, run_id, TASK_ID, {"deferred"}, DEFERRED_TIMEOUT_S)
-    timings("trigger -> task deferred", time.monotonic() - started)
+    run_id = start_deferred_run(
+        deployment,
+        dag_id,
+        remsvc_conn_id,
+        commands,
+        conf={"greeting": "hello-from-conf"},
+        timeout=DEFERRED_TIMEOUT_S,
+    )
+    timings("DAG written -> task deferred", time.monotonic() - started)
 
     holder = api.wait_for_triggerer(dag_id, run_id, TASK_ID, DEFERRED_TIMEOUT_S)
     assert holder in deployment.triggerers, (
@@ -83,7 +87,7 @@ def test_deferred_task_runs_in_a_triggerer_and_reports_through_the_api(
     gate.touch()
     api.wait_for_task_state(dag_id, run_id, TASK_ID, {"success"}, FINISH_TIMEOUT_S)
     api.wait_for_run_state(dag_id, run_id, {"success"}, FINISH_TIMEOUT_S)
-    timings("trigger -> run succeeded", time.monotonic() - started)
+    timings("DAG written -> run succeeded", time.monotonic() - started)
 
     xcom = api.xcom(dag_id, run_id, TASK_ID)
     assert xcom["state"] == "SUCCESS"
@@ -121,9 +125,9 @@ def test_killed_triggerer_hands_its_deferred_task_to_the_other(
         {"cmd": f"echo ran >> {records}/first.log && echo first"},
         {"cmd": f"echo ran >> {records}/second.log; {gate_command(gate)}"},
     ]
-    deployment.deploy_dag(dag_id, remsvc_dag(dag_id, remsvc_conn_id, commands))
-    run_id = api.trigger(dag_id)
-    api.wait_for_task_state(dag_id, run_id, TASK_ID, {"deferred"}, DEFERRED_TIMEOUT_S)
+    run_id = start_deferred_run(
+        deployment, dag_id, remsvc_conn_id, commands, timeout=DEFERRED_TIMEOUT_S
+    )
     holder = api.wait_for_triggerer(dag_id, run_id, TASK_ID, DEFERRED_TIMEOUT_S)
     wait_for_lines(records / "second.log", 1, DEFERRED_TIMEOUT_S)  # running under `holder`
 
@@ -171,9 +175,9 @@ def test_marking_a_deferred_task_failed_stops_its_remote_command(
     pid_file = tmp_path / "pid"
     # exec: the pid the shell writes is the pid of the sleep that replaces it.
     commands = [{"cmd": f"echo $$ > {pid_file}; exec sleep 150"}]
-    deployment.deploy_dag(dag_id, remsvc_dag(dag_id, remsvc_conn_id, commands))
-    run_id = api.trigger(dag_id)
-    api.wait_for_task_state(dag_id, run_id, TASK_ID, {"deferred"}, DEFERRED_TIMEOUT_S)
+    run_id = start_deferred_run(
+        deployment, dag_id, remsvc_conn_id, commands, timeout=DEFERRED_TIMEOUT_S
+    )
     pid = wait_for_pid_file(pid_file, DEFERRED_TIMEOUT_S)
     assert not process_gone(pid)
 
