@@ -121,10 +121,18 @@ class RemSvcHook(BaseHook):
         metadata: Iterable[tuple[str, str]] = (),
         hooks: Sequence[object] = (),
         default_src: str = "",
+        **options: Any,
     ) -> StreamOutcome:
-        """Run a batch on the worker, blocking until the stream ends."""
+        """Run a batch on the worker, blocking until the stream ends. ``options`` are
+        :func:`~remsvc_core.engine.run_commands`'s (``batch_key``, ``follow``, ...)."""
         return synchronous(self._run)(
-            self.get_channel_settings(), commands, stream_timeout, metadata, hooks, default_src
+            self.get_channel_settings(),
+            commands,
+            stream_timeout,
+            metadata,
+            hooks,
+            default_src,
+            **options,
         )
 
     async def arun_commands(
@@ -135,6 +143,7 @@ class RemSvcHook(BaseHook):
         metadata: Iterable[tuple[str, str]] = (),
         hooks: Sequence[object] = (),
         default_src: str = "",
+        **options: Any,
     ) -> StreamOutcome:
         """Run a batch from a coroutine; cancelling it cancels the stream."""
         return await self._run(
@@ -144,6 +153,7 @@ class RemSvcHook(BaseHook):
             metadata,
             hooks,
             default_src,
+            **options,
         )
 
     async def _run(
@@ -154,6 +164,7 @@ class RemSvcHook(BaseHook):
         metadata: Iterable[tuple[str, str]],
         hooks: Sequence[object],
         default_src: str,
+        **options: Any,
     ) -> StreamOutcome:
         from remsvc_core.engine import run_commands  # gRPC only where commands run
 
@@ -165,6 +176,7 @@ class RemSvcHook(BaseHook):
             metadata=tuple(metadata),
             hooks=hooks,
             default_src=default_src,
+            **options,
         )
         return scrub_outcome(outcome, settings)
 

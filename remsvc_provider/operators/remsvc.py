@@ -19,11 +19,25 @@ from typing import Any, NoReturn
 
 from remsvc_core.commands import Command, validate_commands
 from remsvc_core.errors import RemSvcError
-from remsvc_core.handlers import ResultPipeline, resolve_handler
-from remsvc_core.results import StreamOutcome
-from remsvc_core.settings import check_timeout, user_metadata
-from remsvc_core.verdict import judge
+from remsvc_core.results import CommandResult, StreamOutcome
+from remsvc_core.settings import ChannelSettings
+from remsvc_core.verdict import judge, listed
+from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
+from remsvc_provider._arguments import (
+    check_metadata,
+    check_static_arguments,
+    default_src,
+    spec_for_trigger,
+)
 from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator
+from remsvc_provider._durable import (
+    ON_RETRY_CHOICES,
+    batch_key,
+    load_resume,
+    merge_resumed,
+    outcome_from_event,
+    save_resume,
+)
 from remsvc_provider._failure import failure_message
 from remsvc_provider.hooks.remsvc import RemSvcHook
 from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
@@ -33,7 +47,6 @@ STATE_FAILED = "FAILED"
 # The engine enforces stream_timeout itself; Airflow's own deferral timeout is a
 # backstop for a trigger that never reports (for example no triggerer running).
 DEFERRAL_GRACE_S = 300.0
-_JINJA_MARKERS = ("{{", "{%", "{#")
 # Stream endings a retry cannot fix, so the task fails without using its retries
 # (a retry would only run the commands that did run once more). DEADLINE_EXCEEDED is
 # here because the original provider documented timeouts as "not retried".
@@ -61,6 +74,14 @@ class RemSvcOperator(BaseOperator):
         taking ``{tid: result_dict}``, or None for the default (a list sorted by tid).
     :param deferrable: run the stream in the triggerer (default). ``False`` runs it
         on the worker, for installations without a triggerer.
+    :param on_retry: what a retry does. ``"rerun"`` (default): it runs the whole batch
+        again. ``"resume"``: it reports the results of commands that already succeeded
+        in an earlier try (kept in Airflow 3.3's task state store) and runs only the
+        others; on Airflow 3.1-3.2 it runs the whole batch, and says so in the log.
+    :param log_output_limit: bytes of each command's live output (stdout, and stderr)
+        written to the task log while it runs (default 1 MiB; 0 logs none). Needs a
+        server that sends live output (the reference server); every server gets one
+        log line per result.
     """
 
     template_fields: Sequence[str] = ("commands", "metadata")
@@ -76,9 +97,28 @@ class RemSvcOperator(BaseOperator):
         metadata: Any = None,
         result_handler: Any = None,
         deferrable: bool = True,
+        on_retry: str = "rerun",
+        log_output_limit: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if on_retry not in ON_RETRY_CHOICES:
+            raise AirflowException(
+                f"RemSvc task {self.task_id!r}: on_retry={on_retry!r} is not one of "
+                f"{', '.join(map(repr, ON_RETRY_CHOICES))}"
+            )
+        if log_output_limit is not None and (
+            isinstance(log_output_limit, bool)
+            or not isinstance(log_output_limit, int)
+            or log_output_limit < 0
+        ):
+            raise AirflowException(
+                f"RemSvc task {self.task_id!r}: log_output_limit must be a whole number of "
+                f"bytes >= 0 (0 logs no live output), got {log_output_limit!r}"
+            )
+        self.on_retry = on_retry
+        self.log_output_limit = log_output_limit
+        self._running_batch: tuple[ChannelSettings, str] | None = None
         self.commands = commands
         self.grpc_conn_id = grpc_conn_id
         self.stream_timeout = stream_timeout
@@ -112,8 +152,14 @@ class RemSvcOperator(BaseOperator):
     def execute(self, context: Any) -> Any:
         commands = self._rendered_commands(context)
         metadata = self._rendered_metadata()
+        earlier = self._earlier_successes(context, commands)
+        if earlier and len(earlier) == len(commands):
+            self.log.info("Every command succeeded in an earlier try; nothing to run again")
+            return self._report(
+                context, merge_resumed(StreamOutcome(commands=[]), commands, earlier)
+            )
         if self.deferrable:
-            spec = _spec_for_trigger(self._pipeline)
+            spec = spec_for_trigger(self._pipeline)
             if spec is None and self._pipeline.result_hooks():
                 self.log.warning(
                     "The fail-fast checks of Python callable handlers cannot be sent to the "
@@ -127,31 +173,93 @@ class RemSvcOperator(BaseOperator):
                     stream_timeout=float(self.stream_timeout),
                     metadata=[list(pair) for pair in metadata],
                     result_handler=spec,
+                    skip_tids=sorted(earlier) or None,
+                    log_output_limit=self.log_output_limit,
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.stream_timeout) + DEFERRAL_GRACE_S),
             )
+        batch = [c for c in commands if c.tid not in earlier]
+        key = batch_key(context["ti"], batch)
+        limit = DEFAULT_OUTPUT_LIMIT if self.log_output_limit is None else self.log_output_limit
+        hook = RemSvcHook(grpc_conn_id=self.grpc_conn_id)
         try:
-            outcome = RemSvcHook(grpc_conn_id=self.grpc_conn_id).run_commands(
-                commands,
+            settings = hook.get_channel_settings()
+            self._running_batch = (settings, key) if key else None
+            outcome = hook.run_commands(
+                batch,
                 stream_timeout=float(self.stream_timeout),
                 metadata=metadata,
-                hooks=self._pipeline.result_hooks(),
+                hooks=[
+                    *self._pipeline.result_hooks(),
+                    StreamWatch(self.log.info, output_limit=limit),
+                ],
+                batch_key=key,
+                follow=limit > 0,
             )
         except Exception as exc:
             # The engine raises only before sending (bad settings, unknown connection).
             self._fail_before_sending(context, type(exc).__name__, str(exc))
-        return self._report(context, outcome)
+        finally:
+            self._running_batch = None
+        return self._report(context, merge_resumed(outcome, commands, earlier))
 
     def execute_complete(self, context: Any, event: Mapping[str, Any] | None = None) -> Any:
         """Resume on the worker with the trigger's event and report the outcome."""
+        commands = self._rendered_commands(context)
+        legacy = outcome_from_event(event or {}, commands)
+        if legacy is not None:  # written by a 1.0.0 trigger during a rolling upgrade
+            return self._report(context, legacy)
         if not event or event.get("status") != EVENT_COMPLETE or "outcome" not in event:
             self._fail_before_sending(
                 context,
                 (event or {}).get("error_type") or "error",
                 (event or {}).get("message") or "the trigger ended without an event",
             )
-        return self._report(context, StreamOutcome.from_json(event["outcome"]))
+        outcome = StreamOutcome.from_json(event["outcome"])
+        earlier = self._earlier_successes(context, commands, quiet=True)
+        return self._report(
+            context, merge_resumed(outcome, commands, earlier) if earlier else outcome
+        )
+
+    def on_kill(self) -> None:
+        """The task was killed while it ran on the worker (``deferrable=False``): cancel
+        its batch on the server, so the running command is killed there too."""
+        running = self._running_batch
+        if running is None:
+            return
+        from remsvc_core.errors import CallError
+        from remsvc_core.kept_batches import cancel_batch_sync
+
+        settings, key = running
+        try:
+            cancel_batch_sync(settings, key)
+        except CallError as exc:
+            self.log.warning("Could not cancel batch %s: %s", key, exc)
+
+    def _earlier_successes(
+        self, context: Any, commands: list[Command], *, quiet: bool = False
+    ) -> dict[int, CommandResult]:
+        """With ``on_retry="resume"``: the results earlier tries kept for this batch."""
+        if self.on_retry != "resume" or getattr(context["ti"], "try_number", 1) <= 1:
+            return {}
+        store = context.get("task_state_store")
+        if store is None:
+            if not quiet:
+                self.log.warning(
+                    "on_retry='resume' needs Airflow 3.3's task state store, which this "
+                    "Airflow does not have: this try runs every command again"
+                )
+            return {}
+        earlier = load_resume(store, commands)
+        if earlier and not quiet:
+            self.log.info(
+                "Resuming: %d command(s) succeeded in an earlier try and are not run again "
+                "(tids %s)",
+                len(earlier),
+                listed(sorted(earlier)),
+            )
+        return earlier
 
     def _fail_before_sending(self, context: Any, kind: str, message: str) -> NoReturn:
         error = f"RemSvc task {self.task_id!r} could not run its commands ({kind}): {message}"
@@ -177,6 +285,8 @@ class RemSvcOperator(BaseOperator):
             shaped = [raw[tid] for tid in sorted(raw)]
             judged = judged.with_handler_error(str(exc))
         message = failure_message(self.task_id, judged)
+        if message is not None and self.on_retry == "resume":
+            self._keep_for_retry(context, outcome, pipeline.accepted_rcs)
         if message is None:
             self.log.info(
                 "All %d command(s) succeeded on %s in %.2fs",
@@ -189,6 +299,15 @@ class RemSvcOperator(BaseOperator):
         if outcome.status_code in NOT_RETRIED_STATUS:
             raise AirflowFailException(f"{message} (not retried: a retry cannot fix this)")
         raise AirflowException(message)
+
+    def _keep_for_retry(
+        self, context: Any, outcome: StreamOutcome, accepted: frozenset[int]
+    ) -> None:
+        store = context.get("task_state_store")
+        if store is None:
+            return
+        kept = save_resume(store, outcome.commands, outcome, accepted)
+        self.log.info("Kept %d succeeded result(s) for the next try (on_retry='resume')", kept)
 
     def _push(self, context: Any, state: str, results: Any, error_msg: str | None) -> None:
         """Push the failure's XCom ourselves: a task that raises returns nothing."""
@@ -216,77 +335,6 @@ class RemSvcOperator(BaseOperator):
             return check_metadata(self.metadata)
         except RemSvcError as exc:
             raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
-
-
-_NOT_GIVEN: Any = object()
-
-
-def check_static_arguments(
-    *,
-    task_id: str,
-    commands: Any = _NOT_GIVEN,
-    stream_timeout: Any = 3600.0,
-    metadata: Any = None,
-    result_handler: Any = None,
-) -> ResultPipeline:
-    """Check what can be checked before templating; return the resolved pipeline.
-
-    Values that contain Jinja (or are not plain data, like an XComArg) are checked
-    after templating, in ``execute``.
-    """
-    try:
-        check_stream_timeout(stream_timeout)
-        if commands is not _NOT_GIVEN and is_static(commands):
-            validate_commands(commands)
-        if is_static(metadata):
-            check_metadata(metadata)
-        return resolve_handler(result_handler)
-    except RemSvcError as exc:
-        raise AirflowException(f"RemSvc task {task_id!r}: {exc}") from exc
-
-
-def check_stream_timeout(stream_timeout: Any) -> None:
-    if is_static(stream_timeout):  # mapped or templated: the engine checks the value it gets
-        check_timeout(stream_timeout)
-
-
-def check_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
-    """Validate extra call metadata; a credential in it would be stored in plain text."""
-    return user_metadata(
-        metadata or (),
-        why="operator arguments are stored in the metadata database",
-        fix="Put the token in the connection's bearer_token field",
-    )
-
-
-def is_static(value: Any) -> bool:
-    """Plain data with no Jinja anywhere: safe to check before templating."""
-    if value is None or isinstance(value, (bool, int, float)):
-        return True
-    if isinstance(value, str):
-        return not any(marker in value for marker in _JINJA_MARKERS)
-    if isinstance(value, Mapping):
-        return all(is_static(k) and is_static(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(is_static(item) for item in value)
-    return False  # an XComArg, a template object, anything resolved at run time
-
-
-def default_src(context: Any) -> str:
-    """Identify the task instance in server logs, so retries can be told apart."""
-    ti = context["ti"]
-    map_index = getattr(ti, "map_index", -1)
-    mapped = f"[{map_index}]" if map_index is not None and map_index >= 0 else ""
-    return f"airflow:{ti.dag_id}.{ti.task_id}{mapped}:{ti.run_id}:try{ti.try_number}"
-
-
-def _spec_for_trigger(pipeline: ResultPipeline) -> Any:
-    """The JSON spec, only when the triggerer has fail-fast checks to run from it."""
-    if not pipeline.result_hooks():
-        return None
-    if any(step.info is None for step in pipeline.steps):
-        return None  # a Python callable cannot be sent to the triggerer
-    return pipeline.spec
 
 
 __all__ = ["RemSvcOperator"]

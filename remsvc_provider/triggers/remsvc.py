@@ -6,11 +6,18 @@ timeout, extra call metadata and, when the result pipeline has fail-fast checks,
 its JSON spec. The connection, and with it the bearer token, is read in the
 triggerer with the async connection API each time the trigger runs.
 
-If the task is cancelled (marked failed or success, cleared, timed out) or the
-triggerer stops, the run is cancelled, which cancels the gRPC call; the reference
-server then kills the command that is running. A triggerer that dies mid-stream
-hands the trigger to another triggerer, which runs the whole batch again: commands
-run *at least once*, not exactly once.
+The batch is durable where the server keeps batches (``batch/1``, the reference
+server with ``[batches] state_dir``): the trigger names it with a key derived from its
+task instance (see :mod:`remsvc_provider._durable`), so when a triggerer dies or
+restarts mid-stream and Airflow runs the trigger again elsewhere, it re-attaches:
+finished commands are replayed, the running one is waited for, and nothing runs
+twice. A user's kill (Airflow 3.3+ ``on_kill``) cancels the batch on the server. A
+server that does not keep batches (the upstream one) gets today's behaviour: a lost
+stream kills the running command and the trigger run again runs the whole batch
+(*at least once*), and the task log says so in one line.
+
+The task log shows one line per result as it arrives (any server) and the live output
+of running commands, prefixed with their tid (servers that grant ``output/1``).
 
 There is no ``cleanup()``: the trigger owns nothing. The engine shares one channel
 per server and event loop among all triggers of a triggerer, so closing it when one
@@ -25,7 +32,9 @@ from typing import Any
 
 from remsvc_core.commands import Command, validate_commands
 from remsvc_core.settings import ChannelSettings, normalise_metadata
+from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
 from remsvc_provider._compat import BaseTrigger, TriggerEvent, trigger_event
+from remsvc_provider._durable import batch_key
 from remsvc_provider._redact import redact, scrub_outcome
 from remsvc_provider.hooks.remsvc import RemSvcHook
 
@@ -61,6 +70,8 @@ class RemSvcTrigger(BaseTrigger):
         stream_timeout: float = 3600.0,
         metadata: Sequence[Sequence[str]] | None = None,
         result_handler: Any = None,
+        skip_tids: Sequence[int] | None = None,
+        log_output_limit: int | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.commands = [dict(c) for c in commands]
@@ -68,26 +79,37 @@ class RemSvcTrigger(BaseTrigger):
         self.stream_timeout = float(stream_timeout)
         self.metadata = [[str(k), str(v)] for k, v in (metadata or [])]
         self.result_handler = result_handler
+        self.skip_tids = sorted({int(tid) for tid in skip_tids or ()})
+        self.log_output_limit = log_output_limit
+        # Known once run() has begun; on_kill needs them.
+        self._settings: ChannelSettings | None = None
+        self._batch_key: str | None = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "commands": self.commands,
-                "grpc_conn_id": self.grpc_conn_id,
-                "stream_timeout": self.stream_timeout,
-                "metadata": self.metadata,
-                "result_handler": self.result_handler,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "commands": self.commands,
+            "grpc_conn_id": self.grpc_conn_id,
+            "stream_timeout": self.stream_timeout,
+            "metadata": self.metadata,
+            "result_handler": self.result_handler,
+        }
+        # Newer arguments only when set: a trigger serialized without them can still be
+        # rebuilt by airflow-provider-remsvc 1.0.0 (a rollback must not strand it).
+        if self.skip_tids:
+            kwargs["skip_tids"] = self.skip_tids
+        if self.log_output_limit is not None:
+            kwargs["log_output_limit"] = self.log_output_limit
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         settings: ChannelSettings | None = None
         try:
-            commands = validate_commands(self.commands)
+            batch = [c for c in validate_commands(self.commands) if c.tid not in self.skip_tids]
             metadata = normalise_metadata(self.metadata)
             settings = await RemSvcHook(grpc_conn_id=self.grpc_conn_id).aget_channel_settings()
             hooks = await self._result_hooks()
+            self._settings = settings
+            self._batch_key = batch_key(self.task_instance, batch)
         except Exception as exc:
             # Nothing was sent: report why and let the worker fail the task.
             yield trigger_event(
@@ -102,25 +124,33 @@ class RemSvcTrigger(BaseTrigger):
         from remsvc_core.engine import run_commands
 
         self.log.info(
-            "Streaming %d command(s) to %s (timeout %.0fs)",
-            len(commands),
+            "Streaming %d command(s) to %s (timeout %.0fs)%s",
+            len(batch),
             settings.safe_description(),
             self.stream_timeout,
+            f"; batch {self._batch_key}" if self._batch_key else "",
         )
+        limit = DEFAULT_OUTPUT_LIMIT if self.log_output_limit is None else self.log_output_limit
+        watch = StreamWatch(self.log.info, output_limit=limit)
         try:
             outcome = await run_commands(
-                commands,
+                batch,
                 settings,
                 stream_timeout=self.stream_timeout,
                 metadata=metadata,
-                hooks=hooks,
+                hooks=[*hooks, watch],
+                batch_key=self._batch_key,
+                follow=limit > 0,
             )
             outcome = scrub_outcome(outcome, settings)
         except asyncio.CancelledError:
             self.log.warning(
-                "Cancelled while streaming to %s; the stream is cancelled and the server "
-                "stops the command it is running",
+                "Cancelled while streaming to %s; %s",
                 settings.safe_description(),
+                "a server that keeps batches goes on with this one until it is re-attached "
+                "or cancelled (a user's kill cancels it)"
+                if self._batch_key
+                else "the stream is cancelled and the server stops the command it is running",
             )
             raise
         except Exception as exc:
@@ -143,6 +173,29 @@ class RemSvcTrigger(BaseTrigger):
             outcome.elapsed_s,
         )
         yield trigger_event({"status": EVENT_COMPLETE, "outcome": payload})
+
+    async def on_kill(self) -> None:
+        """A user killed the task (marked it failed or success, or cleared it; Airflow
+        3.3+): cancel the batch on the server, which kills its running command. A lost
+        stream (a triggerer restart or failover) does not come here, and the batch goes
+        on for the trigger that Airflow runs again."""
+        if self._batch_key is None or self._settings is None:
+            return
+        from remsvc_core.errors import CallError
+        from remsvc_core.kept_batches import cancel_batch
+
+        try:
+            state = await cancel_batch(self._settings, self._batch_key)
+        except CallError as exc:
+            self.log.warning("Could not cancel batch %s: %s", self._batch_key, exc)
+            return
+        self.log.info(
+            "Cancelled batch %s on %s: its running command is killed, nothing more starts "
+            "(state: %s)",
+            self._batch_key,
+            self._settings.safe_description(),
+            state.state,
+        )
 
     async def _result_hooks(self) -> list[object]:
         if self.result_handler is None:

@@ -174,10 +174,13 @@ class AirflowApi:
         task_id: str,
         states: Collection[str],
         timeout: float,
+        *,
+        passing: Collection[str] = (),
     ) -> dict[str, Any]:
         """Wait until the task instance is in one of ``states``.
 
-        A task instance that finishes in another state fails the wait at once.
+        A task instance that finishes in another state fails the wait at once, unless
+        that state is one of ``passing`` (``up_for_retry`` when a retry is expected).
         """
         seen: list[str] = []
 
@@ -186,7 +189,7 @@ class AirflowApi:
             state = ti["state"]
             if not seen or seen[-1] != state:
                 seen.append(state)
-            if state in FINISHED_TASK_STATES and state not in states:
+            if state in FINISHED_TASK_STATES and state not in states and state not in passing:
                 raise AssertionError(
                     f"{dag_id}.{task_id} ended {state} (states seen: {seen}), "
                     f"wanted {sorted(states)}"

@@ -52,16 +52,20 @@ with DAG(
 '''
 
 
-def launch_tls_server(workdir: Path, tls_files: Any) -> ServerProcess:
-    """Start a reference server with TLS (the session's test CA) and ``SERVER_TOKEN``."""
-    return launch_server(
-        workdir,
-        tls_enabled=True,
-        tls_cert=tls_files.server_cert,
-        tls_key=tls_files.server_key,
-        auth={SERVER_IDENTITY: SERVER_TOKEN},
-        cmd_timeout_ms=SERVER_COMMAND_TIMEOUT_MS,
-    )
+def launch_tls_server(workdir: Path, tls_files: Any, **overrides: Any) -> ServerProcess:
+    """Start a reference server with TLS (the session's test CA) and ``SERVER_TOKEN``,
+    keeping batches (``batch/1``) under ``workdir``, as a production server would;
+    ``overrides`` are further ServerConfig fields (``port=`` to restart one in place)."""
+    options: dict[str, Any] = {
+        "tls_enabled": True,
+        "tls_cert": tls_files.server_cert,
+        "tls_key": tls_files.server_key,
+        "auth": {SERVER_IDENTITY: SERVER_TOKEN},
+        "cmd_timeout_ms": SERVER_COMMAND_TIMEOUT_MS,
+        "batch_state_dir": str(workdir.parent / f"{workdir.name}-batches"),
+        **overrides,
+    }
+    return launch_server(workdir, **options)
 
 
 def connection_uri(server: ServerProcess, tls_files: Any) -> str:
@@ -99,10 +103,11 @@ def start_deferred_run(
     *,
     conf: Mapping[str, Any] | None = None,
     timeout: float,
+    options: Mapping[str, Any] | None = None,
 ) -> str:
     """Deploy a one-task DAG, trigger it (with ``conf``) through the API, and wait until
-    its task is deferred; returns the run id."""
-    deployment.deploy_dag(dag_id, remsvc_dag(dag_id, conn_id, commands))
+    its task is deferred; returns the run id. ``options``: more operator arguments."""
+    deployment.deploy_dag(dag_id, remsvc_dag(dag_id, conn_id, commands, **(options or {})))
     run_id = deployment.api.trigger(dag_id, conf=conf)
     deployment.api.wait_for_task_state(dag_id, run_id, TASK_ID, {"deferred"}, timeout)
     return run_id

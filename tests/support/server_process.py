@@ -133,6 +133,7 @@ def launch_server(
     config: str | Mapping[str, Any] | None = None,
     *,
     host: str = "127.0.0.1",
+    port: int = 0,
     env: Mapping[str, str] | None = None,
     wait_ready: bool = True,
     prefix: Sequence[str] = (),
@@ -143,7 +144,8 @@ def launch_server(
     ``config`` is INI text (used verbatim), a mapping of sections, or a mapping of
     ServerConfig-style overrides; keyword ``overrides`` are merged in as the latter.
     ``prefix`` is put before the server command (e.g. ``setpriv ... --`` to start it
-    with fewer privileges).
+    with fewer privileges). ``port`` 0 (default) takes any free port; a fixed one
+    restarts a server where its clients expect it.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, str):
@@ -182,7 +184,7 @@ def launch_server(
             "--host",
             host,
             "--port",
-            "0",
+            str(port),
             "--port-file",
             str(port_file),
         ],
