@@ -19,12 +19,13 @@ import grpc
 from grpc import aio
 
 from remsvc_core.errors import ServerConfigError
-from remsvc_core.server.auth import BearerAuthInterceptor
+from remsvc_core.server.auth import caller_interceptors
 from remsvc_core.server.config import ServerConfig, is_loopback_host
 from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.service import RemSvcService
+from remsvc_core.server.startup_notes import log_startup_notes
 from remsvc_core.wire import pb_grpc
 
 __all__ = ["RunningServer", "format_target", "serve", "start_server"]
@@ -203,7 +204,8 @@ async def _start_server(
 async def _start(
     config: ServerConfig, file_log: _FileLog | None, descriptors_private: bool
 ) -> RunningServer:
-    policy = CommandPolicy(config.allowlist, config.denylist)
+    log_startup_notes(config, log)
+    policy = CommandPolicy.from_config(config)
     runner = CommandRunner(
         output_cap=config.output_cap_bytes,
         timeout_s=config.cmd_timeout_ms / 1000.0,
@@ -212,7 +214,7 @@ async def _start(
     )
     service = RemSvcService(runner, policy, max_parallel=config.max_parallel)
     limit = message_limit(config)
-    interceptors = [BearerAuthInterceptor(config.auth)] if config.auth else []
+    interceptors = caller_interceptors(config)
     server = aio.server(
         interceptors=interceptors,
         options=[

@@ -32,7 +32,7 @@ from remsvc_core.hashing import command_hash
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.command import RunningCommand
 from remsvc_core.server.outcome import ExecResult, Outcome
-from remsvc_core.server.policy import CommandPolicy
+from remsvc_core.server.policy import CommandPolicy, Decision
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.wire import pb, pb_grpc
 
@@ -85,8 +85,11 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         async for response in stream.serve(request_iterator):
             yield response
 
-    def admit(self, request: Any, context: aio.ServicerContext[Any, Any], identity: str) -> None:
-        """Raise :class:`_Refused` if the command must not run."""
+    def admit(
+        self, request: Any, context: aio.ServicerContext[Any, Any], identity: str
+    ) -> Decision:
+        """Raise :class:`_Refused` if the command must not run; else the policy's decision
+        (for ``identity``, running as ``request.cmdusr``), which names the rule."""
         if self.draining:
             raise _Refused(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         if request.hsh and request.hsh != command_hash(request.cmd):
@@ -98,7 +101,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                 context.peer(),
             )
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "hash mismatch")
-        decision = self.policy.check(request.cmd)
+        decision = self.policy.check(request.cmd, identity, request.cmdusr)
         if not decision.allowed:
             log.warning(
                 "refused tid=%d identity=%s src=%r peer=%s: %s",
@@ -109,6 +112,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                 decision.reason,
             )
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
+        return decision
 
     def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any:
         """Log the finished command (one INFO line each) and build its response."""

@@ -38,9 +38,13 @@ class ServerStartError(RuntimeError):
 
 
 def _ini_value(value: object) -> str:
+    """``value`` written so the server's INI dialect (upstream's) reads it back unchanged."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    if any(char in text for char in ";,") or text != text.strip():
+        text = f'"{text}"'
+    return text
 
 
 def render_ini(sections: Mapping[str, Mapping[str, object] | Iterable[tuple[str, object]]]) -> str:
