@@ -72,7 +72,8 @@ def test_every_flagged_key_has_its_option_and_its_rule(capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as caught:
         build_parser().parse_args(["--cmd-timeout-ms", "0"])
     assert caught.value.code == 2
-    assert "argument --cmd-timeout-ms: '0' is not a whole number from 1 to 2147483647" in capsys.readouterr().err
+    expected = "argument --cmd-timeout-ms: '0' is not a whole number from 1 to 2147483647"
+    assert expected in capsys.readouterr().err
 
 
 def test_every_option_is_in_the_cli_docs() -> None:

@@ -281,7 +281,10 @@ def test_missing_file_is_a_clear_error(tmp_path):
     [
         ("[server]\nthreads = 8\n", "line 2: [server] threads: unknown key"),
         ("[metrics]\nport = 9\n", "line 1: unknown section [metrics] The sections are"),
-        ("[server]\ncmd_timeout = 5\n", "[server] cmd_timeout: unknown key; did you mean cmd_timeout_ms?"),
+        (
+            "[server]\ncmd_timeout = 5\n",
+            "[server] cmd_timeout: unknown key; did you mean cmd_timeout_ms?",
+        ),
         ("[allow_list]\nx = ^ls$\n", "unknown section [allow_list]; did you mean [allowlist]?"),
         ("[Allowlist]\nx = ^ls$\n", "section [Allowlist]: write [allowlist]"),
         ("[auth ]\nci = tok\n", "section [auth ] has blanks inside the brackets; write [auth]"),
