@@ -140,6 +140,7 @@ def launch_server(
     env: Mapping[str, str] | None = None,
     wait_ready: bool = True,
     prefix: Sequence[str] = (),
+    args: Sequence[str] = (),
     **overrides: Any,
 ) -> ServerProcess:
     """Write the config, start the server, wait until it listens (or raise ServerStartError).
@@ -147,7 +148,7 @@ def launch_server(
     ``config`` is INI text (used verbatim), a mapping of sections, or a mapping of
     ServerConfig-style overrides; keyword ``overrides`` are merged in as the latter.
     ``prefix`` is put before the server command (e.g. ``setpriv ... --`` to start it
-    with fewer privileges).
+    with fewer privileges); ``args`` are more options after it (``--tls``, ``--allow``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, str):
@@ -189,6 +190,7 @@ def launch_server(
             "0",
             "--port-file",
             str(port_file),
+            *args,
         ],
         stdin=subprocess.DEVNULL,
         stdout=log_handle,
