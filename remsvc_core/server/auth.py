@@ -77,8 +77,8 @@ def certificate_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str:
     return ANONYMOUS
 
 
-class CertificateIdentityInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-arg]
-    """Names each caller by its client certificate (mutual TLS has verified it)."""
+class _CallerInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+    """Replaces each call's handler by one that knows (or refuses) the caller."""
 
     async def intercept_service(
         self,
@@ -90,10 +90,24 @@ class CertificateIdentityInterceptor(aio.ServerInterceptor):  # type: ignore[mis
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
+        return self.for_caller(handler, handler_call_details)
+
+    def for_caller(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        raise NotImplementedError
+
+
+class CertificateIdentityInterceptor(_CallerInterceptor):
+    """Names each caller by its client certificate (mutual TLS has verified it)."""
+
+    def for_caller(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         return _as_caller(handler, lambda context: certificate_identity(context.auth_context()))
 
 
-class BearerAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+class BearerAuthInterceptor(_CallerInterceptor):
     """Refuses calls without a known bearer token with UNAUTHENTICATED."""
 
     def __init__(self, tokens: Mapping[str, str], refusals: RefusalLog | None = None) -> None:
@@ -126,19 +140,12 @@ class BearerAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-ar
             return None, "unknown bearer token"
         return match, ""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
+    def for_caller(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        identity, problem = self.authenticate(handler_call_details.invocation_metadata)
+        identity, problem = self.authenticate(details.invocation_metadata)
         if identity is None:
-            return self._refusing(handler, handler_call_details.method, problem)
+            return self._refusing(handler, details.method, problem)
         return _as_caller(handler, lambda context: identity)
 
     def _refusing(

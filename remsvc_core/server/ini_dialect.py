@@ -86,7 +86,8 @@ def read_ini(text: str, source: str) -> list[IniSection]:
     sections: list[IniSection] = []
     seen: dict[str, int] = {}
     current: IniSection | None = None
-    for number, line in enumerate(text.splitlines(), start=1):
+    # An editor's byte-order mark is no part of the first line (upstream skips it too).
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         where = f"{source}: line {number}"
         stripped = line.strip()
         if not stripped or stripped.startswith(";"):
@@ -197,12 +198,19 @@ def read_value(raw: str, where: str, *, secret: bool = False) -> str:
 def _disagreement(raw: str) -> tuple[str, str] | None:
     """(what, how to fix it) for the first construct the servers read differently."""
     text = raw.lstrip(" \t")
+    value = _cut_comment(text)
+    if len(value) < len(text) and value and value[-1] not in " \t":
+        return (
+            "a ';' right after text: upstream reads everything from ';' on as a comment.",
+            'Put the whole value in double quotes ("...") to keep the ;, or put a '
+            "blank before it if it starts a comment.",
+        )
     quoted = False
     index = 0
-    while index < len(text):
-        char = text[index]
+    while index < len(value):
+        char = value[index]
         if char == "\\":
-            escaped = text[index + 1 : index + 2]
+            escaped = value[index + 1 : index + 2]
             if escaped in ("\\", '"'):
                 index += 2
                 continue
@@ -221,23 +229,15 @@ def _disagreement(raw: str) -> tuple[str, str] | None:
             )
         if char == '"':
             quoted = not quoted
-        elif not quoted and char == ",":
+        elif char == "," and not quoted:
             return (
                 "a ',' outside double quotes.",
                 'Put the whole value in double quotes ("...") so both servers read it whole.',
             )
-        elif not quoted and char == ";":
-            if index == 0 or text[index - 1] in " \t":
-                break  # a comment, as upstream reads it
-            return (
-                "a ';' right after text: upstream reads everything from ';' on as a comment.",
-                'Put the whole value in double quotes ("...") to keep the ;, or put a '
-                "blank before it if it starts a comment.",
-            )
         index += 1
     if quoted:
         return ("a double quote is never closed.", 'Close it, or write \\" for a quote.')
-    value = text[:index].rstrip(" \t")
+    value = value.rstrip(" \t")
     inner = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
     if _unescaped_quote(inner):
         return (

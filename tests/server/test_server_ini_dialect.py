@@ -110,6 +110,10 @@ def test_lines_that_cannot_mean_one_thing_are_refused_with_their_line(text, expe
     assert "secret-value" not in str(caught.value)
 
 
+def test_a_byte_order_mark_is_no_part_of_the_first_section():
+    assert parse_config("\ufeff[server]\nport = 6000\n").port == 6000
+
+
 def test_a_token_line_without_equals_is_not_echoed():
     with pytest.raises(ServerConfigError) as caught:
         parse_config("[auth]\nsecret-token-alone\n", source="f.ini")
