@@ -27,7 +27,8 @@ from typing import Any
 from remsvc_core import __version__
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.config import ServerConfig, load_config
-from remsvc_core.server.config_keys import KEYS, Boolean, ConfigKey, OptionalPath
+from remsvc_core.server.config_keys import KEYS, ConfigKey
+from remsvc_core.server.config_kinds import Boolean, OptionalPath
 
 __all__ = [
     "DESCRIPTION",

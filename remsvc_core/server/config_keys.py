@@ -28,7 +28,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# The kinds are re-exported: a row and the kind of its value are read together.
 from remsvc_core.server.config_kinds import (
     Boolean,
     Choice,
@@ -48,16 +47,7 @@ __all__ = [
     "IDENTITY_SECTION",
     "KEYS",
     "LOG_LEVELS",
-    "Boolean",
-    "Choice",
     "ConfigKey",
-    "Integer",
-    "Milliseconds",
-    "OptionalPath",
-    "Text",
-    "UpstreamBoolean",
-    "UserNames",
-    "ValueKind",
     "fixed_sections",
     "key_for_field",
     "known_keys",

@@ -20,7 +20,8 @@ import grpc
 import pytest
 from support.server_process import ServerStartError, run_stream
 
-from remsvc_core.server.config_keys import KEYS, Integer, Milliseconds
+from remsvc_core.server.config_keys import KEYS
+from remsvc_core.server.config_kinds import Integer, Milliseconds
 from remsvc_core.wire import pb, pb_grpc
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(180)]

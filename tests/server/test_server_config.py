@@ -13,7 +13,8 @@ from support.server_process import ServerStartError
 
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.config import ServerConfig, is_loopback_host, load_config, parse_config
-from remsvc_core.server.config_keys import KEYS, Integer
+from remsvc_core.server.config_keys import KEYS
+from remsvc_core.server.config_kinds import Integer
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.wire import pb, pb_grpc
 
