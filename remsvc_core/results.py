@@ -271,5 +271,5 @@ class StreamOutcome:
             target=str(data.get("target", "")),
             plugin_errors=[str(e) for e in data.get("plugin_errors", [])],
             extensions=[str(e) for e in data.get("extensions", [])],
-            unexpected_count=int(data.get("unexpected_count", len(data.get("unexpected", [])))),
+            unexpected_count=int(data.get("unexpected_count", 0)),
         )

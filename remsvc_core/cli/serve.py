@@ -1,8 +1,8 @@
 """``remsvc serve``: the reference server in the foreground, as ``remsvc-server`` runs it.
 
 The options and the way they make a configuration are ``remsvc-server``'s own
-(:mod:`remsvc_core.server.cli`); a configuration error is printed the way every
-``remsvc`` error is, and exits 2.
+(:mod:`remsvc_core.server.cli`), and so is the way a configuration error is printed
+(one line on stderr that says it is one) and its exit status, 2.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from remsvc_core.cli import exit_codes
+from remsvc_core.errors import ServerConfigError
 from remsvc_core.server import cli as server_cli
 
 
@@ -27,5 +28,8 @@ def register(subparsers: Any) -> None:
 
 
 def execute(args: argparse.Namespace) -> int:
-    server_cli.run(args)
+    try:
+        server_cli.run(args)
+    except ServerConfigError as exc:
+        return server_cli.report_config_error("remsvc serve", exc)
     return exit_codes.OK

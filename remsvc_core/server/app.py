@@ -19,7 +19,7 @@ import grpc
 from grpc import aio
 
 from remsvc_core.errors import ServerConfigError
-from remsvc_core.server.auth import BearerAuthInterceptor
+from remsvc_core.server.auth import caller_interceptors
 from remsvc_core.server.batch_registry import BatchRegistry
 from remsvc_core.server.config import ServerConfig, is_loopback_host
 from remsvc_core.server.journal import Journal
@@ -27,6 +27,7 @@ from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.service import RemSvcExtService, RemSvcService
+from remsvc_core.server.startup_notes import log_startup_notes
 from remsvc_core.settings import MIN_KEEPALIVE_S
 from remsvc_core.wire import pb_grpc
 
@@ -208,7 +209,8 @@ async def _start_server(
 async def _start(
     config: ServerConfig, file_log: _FileLog | None, descriptors_private: bool
 ) -> RunningServer:
-    policy = CommandPolicy(config.allowlist, config.denylist)
+    log_startup_notes(config, log)
+    policy = CommandPolicy.from_config(config)
     runner = CommandRunner(
         output_cap=config.output_cap_bytes,
         timeout_s=config.cmd_timeout_ms / 1000.0,
@@ -226,7 +228,7 @@ async def _start(
     if batches is not None:
         batches.admit_through(service)
     limit = message_limit(config)
-    interceptors = [BearerAuthInterceptor(config.auth)] if config.auth else []
+    interceptors = caller_interceptors(config)
     server = aio.server(
         interceptors=interceptors,
         options=[

@@ -1,11 +1,20 @@
-"""Bearer-token authentication for the reference server, as a gRPC server interceptor.
+"""Who is calling: bearer tokens, or the client certificate, as gRPC server interceptors.
 
-Every call must carry ``authorization: Bearer <token>`` (the scheme is compared
-case-sensitively, like upstream). The presented token is compared with *every*
-configured token in constant time — digests of equal length through
+With ``[auth]`` tokens, every call must carry ``authorization: Bearer <token>`` (the
+scheme is compared case-sensitively, like upstream). The presented token is compared
+with *every* configured token in constant time — digests of equal length through
 :func:`hmac.compare_digest`, and no early exit — so timing tells nothing about which
-token, or how much of one, matched. The identity is put in :data:`current_identity`
-for the service's logs; the token is never logged or echoed.
+token, or how much of one, matched. The token's identity names the caller.
+
+Without tokens but with mutual TLS, the verified client certificate names the
+caller: its subject's common name (CN), or, without one, its first subject
+alternative name, as gRPC's TLS layer reports them in the call's auth context.
+Otherwise every caller is ``anonymous``.
+
+The identity is put in :data:`current_identity` for the service (its policy,
+limits and logs); the token is never logged or echoed. Refused calls are logged
+with the peer's address, rate-limited (:class:`~remsvc_core.server.refusal_log.RefusalLog`)
+so a flood of bad tokens cannot flood the log.
 """
 
 from __future__ import annotations
@@ -14,20 +23,31 @@ import contextvars
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
 from grpc import aio
 
-__all__ = ["ANONYMOUS", "BearerAuthInterceptor", "current_identity"]
+from remsvc_core.server.identity_policy import ANONYMOUS
+from remsvc_core.server.refusal_log import RefusalLog
+
+__all__ = [
+    "ANONYMOUS",
+    "BearerAuthInterceptor",
+    "CertificateIdentityInterceptor",
+    "caller_interceptors",
+    "certificate_identity",
+    "current_identity",
+]
 
 log = logging.getLogger("remsvc.server")
 
-ANONYMOUS = "anonymous"
 current_identity: contextvars.ContextVar[str] = contextvars.ContextVar(
     "remsvc_identity", default=ANONYMOUS
 )
+# The auth-context properties that name a certificate's holder, in order of preference.
+_CERTIFICATE_NAMES = ("x509_common_name", "x509_subject_alternative_name")
 
 _SCHEME = "Bearer "
 
@@ -36,14 +56,66 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
-class BearerAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+def caller_interceptors(config: Any) -> list[aio.ServerInterceptor]:  # type: ignore[type-arg]
+    """The interceptors that name the callers of a server with ``config``
+    (a :class:`~remsvc_core.server.config.ServerConfig`)."""
+    if config.auth:
+        return [BearerAuthInterceptor(config.auth)]
+    if config.identity_source == "certificate":
+        return [CertificateIdentityInterceptor()]
+    return []
+
+
+def certificate_identity(auth_context: Mapping[str, Iterable[bytes]]) -> str:
+    """The name a verified client certificate gives its holder (see the module doc)."""
+    for name in _CERTIFICATE_NAMES:
+        for value in auth_context.get(name, ()):
+            text = value.decode("utf-8", "replace")
+            if text:
+                # A name goes into log lines: nothing in it may forge one.
+                return text if text.isprintable() else repr(text)
+    return ANONYMOUS
+
+
+class _CallerInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-arg]
+    """Replaces each call's handler by one that knows (or refuses) the caller."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self.for_caller(handler, handler_call_details)
+
+    def for_caller(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        raise NotImplementedError
+
+
+class CertificateIdentityInterceptor(_CallerInterceptor):
+    """Names each caller by its client certificate (mutual TLS has verified it)."""
+
+    def for_caller(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        return _as_caller(handler, lambda context: certificate_identity(context.auth_context()))
+
+
+class BearerAuthInterceptor(_CallerInterceptor):
     """Refuses calls without a known bearer token with UNAUTHENTICATED."""
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
+    def __init__(self, tokens: Mapping[str, str], refusals: RefusalLog | None = None) -> None:
         if not tokens:
             raise ValueError("BearerAuthInterceptor needs at least one identity")
         # Only digests are kept: the interceptor never holds a token it could leak.
         self._table = [(identity, _digest(token)) for identity, token in sorted(tokens.items())]
+        self._refusals = refusals or RefusalLog(log)
 
     def authenticate(
         self, metadata: Sequence[tuple[str, str | bytes]] | None
@@ -68,21 +140,23 @@ class BearerAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-ar
             return None, "unknown bearer token"
         return match, ""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
+    def for_caller(
+        self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
-        identity, problem = self.authenticate(handler_call_details.invocation_metadata)
+        identity, problem = self.authenticate(details.invocation_metadata)
         if identity is None:
-            log.warning("refused %s: %s", handler_call_details.method, problem)
-            return _refusing(handler, problem)
-        return _as_identity(handler, identity)
+            return self._refusing(handler, details.method, problem)
+        return _as_caller(handler, lambda context: identity)
+
+    def _refusing(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, problem: str
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        async def refuse(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
+            # Logged here, where the peer is known; never with the presented token.
+            self._refusals.refused(method, context.peer(), problem)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+
+        return _replace_behaviour(handler, refuse)
 
 
 def _replace_behaviour(
@@ -109,32 +183,25 @@ def _original(handler: grpc.RpcMethodHandler[Any, Any]) -> Callable[..., Any]:
     return behaviour  # type: ignore[no-any-return]
 
 
-def _refusing(
-    handler: grpc.RpcMethodHandler[Any, Any], problem: str
+def _as_caller(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    identity_of: Callable[[aio.ServicerContext[Any, Any]], str],
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    async def refuse(request: Any, context: aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
-
-    return _replace_behaviour(handler, refuse)
-
-
-def _as_identity(
-    handler: grpc.RpcMethodHandler[Any, Any], identity: str
-) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with :data:`current_identity` set, for the call, to ``identity_of``."""
     inner = _original(handler)
     if handler.response_streaming:
 
         async def stream_as(
             request: Any, context: aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
-            current_identity.set(identity)
+            current_identity.set(identity_of(context))
             async for response in inner(request, context):
                 yield response
 
         return _replace_behaviour(handler, stream_as)
 
     async def call_as(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        current_identity.set(identity)
+        current_identity.set(identity_of(context))
         return await inner(request, context)
 
     return _replace_behaviour(handler, call_as)

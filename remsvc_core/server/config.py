@@ -1,26 +1,35 @@
-"""The reference server's configuration: :class:`ServerConfig` and the INI reader.
+"""The reference server's configuration: :class:`ServerConfig`, its checks, and the INI reader.
 
 The INI layout is the upstream server's (``[server]``, ``[tls]``, ``[auth]``,
-``[allowlist]``, ``[denylist]``, ``[log]``), so an upstream configuration file starts
-this server unchanged. Our additions live in ``[server]`` (``host``, ``max_parallel``,
-``output_cap_bytes``, ``allow_insecure_auth``, ``drain_grace_ms``).
+``[allowlist]``, ``[denylist]``, ``[log]``), read in its dialect (see
+:mod:`remsvc_core.server.ini_dialect`: where the two servers would read a line
+differently, the line is refused). Our additions: keys in ``[server]`` (``host``,
+``max_parallel``, ``output_cap_bytes``, ``allow_insecure_auth``,
+``drain_grace_ms``), the ``[limits]`` section, and ``[identity NAME]`` sections
+(:mod:`remsvc_core.server.identity_policy`). Unknown sections and keys are errors,
+with the likely intended name: a misspelt ``[auth]`` must not start a server
+without authentication.
 
-Values may use ``$VAR`` or ``${VAR}``; ``$$`` is a literal ``$``, and a ``$`` that is
-not followed by a variable name (a regex end anchor, say) is kept as it is. An unset
-variable is an error: silently running with an empty token or path is worse.
+Values of ``[server]``, ``[tls]``, ``[limits]``, ``[log]`` and ``[auth]`` may use
+``$VAR`` or ``${VAR}``; ``$$`` is a literal ``$``, and a ``$`` that is not followed
+by a variable name is kept as it is. An unset variable is an error: silently
+running with an empty token or path is worse. Policy (``[allowlist]``,
+``[denylist]``, ``[identity NAME]``) is never expanded: a pattern reaches the
+regular-expression engine as written.
 
 The fixed keys, their ranges and the fields they set are declared once, in
-:data:`remsvc_core.server.config_keys.KEYS`; this module reads the file with it and
-checks the rules that span several keys.
+:mod:`remsvc_core.server.config_keys`; :mod:`remsvc_core.server.config_file` reads
+the file with it, and this module checks the rules that span several keys.
 
 Every invalid value raises :class:`~remsvc_core.errors.ServerConfigError` naming the
-file, the section and the key, and saying what a valid value looks like.
+file, the section and the key (and the line, for what the file's text itself gets
+wrong), and saying what a valid value looks like.
 """
 
 from __future__ import annotations
 
-import configparser
 import dataclasses
+import difflib
 import ipaddress
 import logging
 import os
@@ -30,19 +39,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remsvc_core.errors import ServerConfigError
-from remsvc_core.server.config_keys import (
-    EXTENSIONS,
-    FREE_FORM_SECTIONS,
-    KEYS,
-    LOG_LEVELS,
-    known_keys,
-)
+from remsvc_core.server.config_keys import EXTENSIONS, KEYS, LOG_LEVELS
+from remsvc_core.server.identity_policy import ANONYMOUS, IdentityLimits, IdentityPolicy
+from remsvc_core.server.patterns import check_pattern
 
-__all__ = ["DEFAULT_OUTPUT_CAP", "ServerConfig", "is_loopback_host", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_OUTPUT_CAP",
+    "ServerConfig",
+    "is_loopback_host",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_OUTPUT_CAP = 262_144
-
-log = logging.getLogger("remsvc.server")
 
 # What each TLS file must hold, and how an error names it.
 _TLS_FILES = (
@@ -58,10 +67,20 @@ class ServerConfig:
 
     ``auth`` maps identity -> bearer token and is hidden from ``repr``.
     ``allowlist``/``denylist`` are ``(label, pattern)`` pairs sorted by label; patterns
-    are compiled when the server starts (a bad one puts the server in deny-all mode).
+    are compiled when the server starts (one that no engine accepts puts the server
+    in deny-all mode). ``identity_policies`` maps an identity to its
+    ``[identity NAME]`` section, which adds to the server-wide lists.
+
+    The ``[limits]`` fields are enforced by the service: ``max_commands`` (commands
+    running at once on the whole server), ``identity_max_commands`` and
+    ``identity_max_streams`` (per identity, unless its section overrides them: see
+    :meth:`limits_for`), ``idle_stream_timeout_s`` (how long a stream may stay open
+    with no command arriving or running).
+
     ``hidden_env`` names environment variables the commands must not inherit (those
-    that held ``[auth]`` tokens). ``source`` is the INI file the values came from, used
-    in error messages.
+    that held ``[auth]`` tokens). ``notes`` are ``(logging level, text)`` lines the
+    server logs when it starts (keys accepted and ignored, risky file permissions).
+    ``source`` is the INI file the values came from, used in error messages.
     """
 
     host: str = "127.0.0.1"
@@ -76,8 +95,14 @@ class ServerConfig:
     auth: Mapping[str, str] = field(default_factory=dict, repr=False)
     allowlist: list[tuple[str, str]] = field(default_factory=list)
     denylist: list[tuple[str, str]] = field(default_factory=list)
+    identity_policies: Mapping[str, IdentityPolicy] = field(default_factory=dict)
+    max_commands: int = 512
+    identity_max_commands: int = 256
+    identity_max_streams: int = 256
+    idle_stream_timeout_s: int = 600
     log_file: str | None = None
     log_level: str = "INFO"
+    log_debug_level: int = -1
     allow_insecure_auth: bool = False
     drain_grace_s: float = 5.0
     extensions: frozenset[str] = frozenset(EXTENSIONS)
@@ -86,6 +111,7 @@ class ServerConfig:
     batch_expire_s: int = 7 * 86400
     batch_max_bytes: int = 1 << 30
     hidden_env: frozenset[str] = frozenset()
+    notes: tuple[tuple[int, str], ...] = field(default=(), compare=False, repr=False)
     source: str = field(default="<ServerConfig>", compare=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +119,7 @@ class ServerConfig:
         object.__setattr__(self, "allowlist", sorted((str(k), str(v)) for k, v in self.allowlist))
         object.__setattr__(self, "denylist", sorted((str(k), str(v)) for k, v in self.denylist))
         object.__setattr__(self, "auth", dict(self.auth))
+        object.__setattr__(self, "identity_policies", dict(self.identity_policies))
 
     @property
     def log_level_number(self) -> int:
@@ -102,6 +129,30 @@ class ServerConfig:
     def identities(self) -> list[str]:
         """The configured identities (never the tokens)."""
         return sorted(self.auth)
+
+    @property
+    def identity_source(self) -> str:
+        """What names a caller: ``"token"`` ([auth]), ``"certificate"`` (mutual TLS
+        without tokens) or ``"none"`` (every caller is ``anonymous``)."""
+        if self.auth:
+            return "token"
+        if self.tls_enabled and self.tls_ca:
+            return "certificate"
+        return "none"
+
+    def policy_for(self, identity: str) -> IdentityPolicy:
+        """The identity's section, or an empty one (the server-wide lists alone)."""
+        return self.identity_policies.get(identity) or IdentityPolicy()
+
+    def limits_for(self, identity: str) -> IdentityLimits:
+        """The limits of one identity: its section's, else ``[limits]``'s defaults; an
+        identity never gets more commands than the whole server."""
+        policy = self.policy_for(identity)
+        commands = policy.max_commands or self.identity_max_commands
+        return IdentityLimits(
+            max_commands=min(commands, self.max_commands),
+            max_streams=policy.max_streams or self.identity_max_streams,
+        )
 
     def replace(self, **changes: Any) -> ServerConfig:
         """A copy with ``changes`` applied and checked (unknown names are an error)."""
@@ -128,6 +179,8 @@ class ServerConfig:
                 raise self._error(key.section, key.name, str(exc)) from None
         self._check_auth()
         self._check_tls()
+        self._check_patterns()
+        self._check_identities()
         if (
             self.auth
             and not self.tls_enabled
@@ -143,7 +196,8 @@ class ServerConfig:
             )
 
     def _error(self, section: str, key: str, problem: str) -> ServerConfigError:
-        return ServerConfigError(f"{self.source}: [{section}] {key}: {problem}")
+        name = f"[{section}] {key}" if key else f"[{section}]"
+        return ServerConfigError(f"{self.source}: {name}: {problem}")
 
     def _check_auth(self) -> None:
         owner_of: dict[str, str] = {}
@@ -163,6 +217,46 @@ class ServerConfig:
                     "every identity needs its own token",
                 )
             owner_of[token] = identity
+
+    def _check_patterns(self) -> None:
+        for section, rules in (("allowlist", self.allowlist), ("denylist", self.denylist)):
+            for label, pattern in rules:
+                try:
+                    check_pattern(pattern)
+                except ValueError as exc:
+                    raise self._error(section, label, str(exc)) from None
+
+    def _check_identities(self) -> None:
+        allowed = self._identity_names()
+        for name, policy in sorted(self.identity_policies.items()):
+            section = f"identity {name}"
+            if not name or name != name.strip():
+                raise self._error(section, "", "an identity section needs a name: [identity NAME]")
+            if allowed is not None and name not in allowed:
+                raise self._error(section, "", self._no_such_identity(name, allowed))
+            problems = policy.problems()
+            if problems:
+                key, problem = problems[0]
+                raise self._error(section, key, problem)
+
+    def _identity_names(self) -> list[str] | None:
+        """The names an identity section may have; None when any name can occur."""
+        source = self.identity_source
+        if source == "token":
+            return sorted(self.auth)
+        return None if source == "certificate" else [ANONYMOUS]
+
+    def _no_such_identity(self, name: str, allowed: list[str]) -> str:
+        if self.identity_source == "token":
+            why = f"no identity {name!r} in [auth], so no caller can ever be it"
+        else:
+            why = (
+                f"without [auth] tokens or client certificates every caller is "
+                f"{ANONYMOUS!r}, so this section would never apply"
+            )
+        close = difflib.get_close_matches(name, allowed, n=1)
+        hint = f"; did you mean [identity {close[0]}]?" if close else ""
+        return f"{why}{hint} (identities: {', '.join(allowed)})"
 
     def _check_tls(self) -> None:
         if not self.tls_enabled:
@@ -222,105 +316,32 @@ def expand_vars(
     return _VAR.sub(substitute, value)
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> ServerConfig:
-    """Read an upstream-style INI file into a checked :class:`ServerConfig`."""
-    source = os.fspath(path)
-    try:
-        with open(source, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ServerConfigError(f"{source}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ServerConfigError(f"{source}: cannot read configuration file: {exc}") from None
-    return parse_config(text, source=source, env=env)
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerConfig:
+    """Read an upstream-style INI file into a checked :class:`ServerConfig`.
+
+    ``overrides`` (``ServerConfig`` field -> value, from command-line flags) win over
+    the file's values before anything is checked.
+    """
+    from remsvc_core.server.config_file import load_config as load
+
+    return load(path, env, overrides)
 
 
 def parse_config(
-    text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
+    text: str,
+    *,
+    source: str = "<string>",
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ServerConfig:
     """Parse INI text (see :func:`load_config`); ``source`` names it in errors."""
-    environ = os.environ if env is None else env
-    parser = configparser.ConfigParser(interpolation=None, strict=True, delimiters=("=",))
-    # Identities and labels are case-sensitive; the fixed keys are matched below.
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    try:
-        parser.read_string(text, source=source)
-    except configparser.DuplicateOptionError as exc:
-        raise ServerConfigError(
-            f"{source}: [{exc.section}] {exc.option}: given twice (line {exc.lineno})"
-        ) from None
-    except configparser.DuplicateSectionError as exc:
-        raise ServerConfigError(
-            f"{source}: [{exc.section}]: section given twice (line {exc.lineno})"
-        ) from None
-    except configparser.MissingSectionHeaderError as exc:
-        raise ServerConfigError(
-            f"{source}: line {exc.lineno}: a key before any [section] header; start with [server]"
-        ) from None
-    except configparser.Error as exc:
-        raise ServerConfigError(f"{source}: not valid INI: {exc.message}") from None
+    from remsvc_core.server.config_file import parse_config as parse
 
-    values: dict[str, Any] = {"source": source}
-    sections = {name.lower(): name for name in parser.sections()}
-    for lowered, name in sections.items():
-        if lowered not in FREE_FORM_SECTIONS and known_keys(lowered) is None:
-            _unknown_name(f"{source}: unknown section [{name}] ignored")
-
-    # Variables that carry tokens are kept out of the commands' environment.
-    secret_vars: set[str] = set()
-
-    def raw(section: str) -> dict[str, tuple[str, str]]:
-        """key -> (spelling in the file, expanded value) for one section."""
-        real = sections.get(section)
-        if real is None:
-            return {}
-        out: dict[str, tuple[str, str]] = {}
-        for key, value in parser.items(real, raw=True):
-            where = f"{source}: [{real}] {key}"
-            used = secret_vars if section == "auth" else None
-            out[key if section in FREE_FORM_SECTIONS else key.lower()] = (
-                key,
-                expand_vars(value, environ, where, used),
-            )
-        known = known_keys(section)
-        if known is not None:
-            for key in sorted(set(out) - known):
-                _unknown_name(f"{source}: [{real}] {out[key][0]}: unknown key ignored")
-        return out
-
-    fixed = {section: raw(section) for section in dict.fromkeys(key.section for key in KEYS)}
-    for key in KEYS:
-        if key.name in fixed[key.section]:
-            spelled, text = fixed[key.section][key.name]
-            try:
-                values[key.field] = key.kind.parse(text)
-            except ValueError as exc:
-                where = f"{source}: [{sections[key.section]}] {spelled}"
-                raise ServerConfigError(f"{where}: {exc}") from None
-    if not values.get("tls_enabled"):
-        # Upstream ignores cert/key/ca while TLS is off; so do we, but say so.
-        for name in ("cert", "key", "ca"):
-            if values.pop(f"tls_{name}", None):
-                log.warning("%s: [tls] %s is ignored because TLS is not enabled", source, name)
-
-    # Tokens are checked (non-empty, one per identity) by ServerConfig.validate.
-    values["auth"] = {identity: token.strip() for identity, (_, token) in raw("auth").items()}
-    values["hidden_env"] = frozenset(secret_vars)
-    values["allowlist"] = sorted(
-        (label, pattern) for label, (_, pattern) in raw("allowlist").items()
-    )
-    values["denylist"] = sorted((label, pattern) for label, (_, pattern) in raw("denylist").items())
-
-    config = ServerConfig(**values)
-    config.validate()
-    return config
-
-
-def _unknown_name(message: str) -> None:
-    """An unknown section or key: ignored with a warning, which keeps a file written for
-    a newer server usable by an older one. (To make it a startup error instead, raise
-    ServerConfigError(message) here.)"""
-    log.warning("%s", message)
+    return parse(text, source=source, env=env, overrides=overrides)
 
 
 def _looks_like_pem(path: str, kind: str) -> bool:

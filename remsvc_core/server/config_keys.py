@@ -1,19 +1,25 @@
-"""Every fixed key of the server's INI file, declared once, in :data:`KEYS`.
+"""Every fixed key of the server's INI file, declared once: :data:`KEYS` and :data:`IDENTITY_KEYS`.
 
 A row says where the key lives, what values it takes (its :class:`ValueKind`, which
-holds the range or choices), which :class:`~remsvc_core.server.config.ServerConfig`
-field it sets, a one-line description (``--help``), whether the upstream server
-knows it, and the command-line flag that overrides it, if any. Defaults are the
-``ServerConfig`` field defaults. The table drives reading the INI file, checking a
-``ServerConfig`` built in code (``validate``), the unknown-key check, the flags of
+holds the range or choices), which field it sets, a one-line description
+(``--help``), whether the upstream server knows it, and the command-line flag that
+overrides it, if any. :data:`KEYS` are the keys of ``[server]``, ``[tls]``,
+``[limits]`` and ``[log]``; they set :class:`~remsvc_core.server.config.ServerConfig`
+fields, whose defaults are theirs. :data:`IDENTITY_KEYS` are the fixed keys of an
+``[identity NAME]`` section; they set
+:class:`~remsvc_core.server.identity_policy.IdentityPolicy` fields. The tables
+drive reading the INI file, checking a ``ServerConfig`` built in code
+(``validate``), the unknown-key check (and its "did you mean"), the flags of
 ``remsvc-server``/``remsvc serve``, and a test that keeps the key tables of
 ``docs/server-operators.md`` in step.
 
-``[auth]``, ``[allowlist]`` and ``[denylist]`` are free-form (``name = value`` lines
-of the operator's choosing), so they are not rows here.
+Free-form parts are not rows: ``[auth]``, ``[allowlist]`` and ``[denylist]`` hold
+``name = value`` lines of the operator's choosing, and so do the ``allow.LABEL`` and
+``deny.LABEL`` keys of an identity section (:data:`IDENTITY_RULE_PREFIXES`).
 
-A kind's ``parse`` and ``check`` raise :class:`ValueError` with the problem (never
-the value of a secret); the caller adds the file, section and key.
+Every numeric key has an upper bound the server can really run with (a test starts
+a server with every key at the top of its range). The kinds of value are in
+:mod:`remsvc_core.server.config_kinds`.
 """
 
 from __future__ import annotations
@@ -21,20 +27,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+
+from remsvc_core.server.config_kinds import (
+    Boolean,
+    Choice,
+    Integer,
+    Milliseconds,
+    OptionalPath,
+    Text,
+    TokenSet,
+    UpstreamBoolean,
+    UserNames,
+    ValueKind,
+)
 
 __all__ = [
     "FREE_FORM_SECTIONS",
+    "IDENTITY_KEYS",
+    "IDENTITY_RULE_PREFIXES",
+    "IDENTITY_SECTION",
     "KEYS",
     "LOG_LEVELS",
-    "Boolean",
-    "Choice",
     "ConfigKey",
-    "Integer",
-    "Milliseconds",
-    "OptionalPath",
-    "Text",
-    "ValueKind",
+    "fixed_sections",
     "key_for_field",
     "known_keys",
 ]
@@ -42,6 +57,12 @@ __all__ = [
 FREE_FORM_SECTIONS = frozenset({"auth", "allowlist", "denylist"})
 # The protocol extensions this server implements (docs/protocol-extensions.md).
 EXTENSIONS = ("batch/1", "output/1", "heartbeat/1", "usage/1")
+# ``[identity NAME]``: one caller's policy and limits (see identity_policy.py).
+IDENTITY_SECTION = "identity"
+# ``allow.LABEL = pattern`` and ``deny.LABEL = pattern`` in an identity section.
+IDENTITY_RULE_PREFIXES = ("allow.", "deny.")
+# The largest number of milliseconds upstream's 32-bit settings hold (about 24.8 days).
+_INT32_MAX = 2_147_483_647
 
 # Upstream (spdlog-style) level names next to Python's, so its [log] level works here.
 LOG_LEVELS: Mapping[str, int] = {
@@ -58,187 +79,6 @@ LOG_LEVELS: Mapping[str, int] = {
 }
 
 
-class ValueKind(Protocol):
-    """How one key's text becomes a field value, and which values are valid."""
-
-    def parse(self, text: str) -> object:
-        """The field value for ``text`` (an INI value or a flag's argument)."""
-
-    def check(self, value: object) -> None:
-        """Raise :class:`ValueError` if ``value`` (a field value) is not valid."""
-
-    def show(self, value: object) -> str:
-        """``value`` written as the INI file would write it."""
-
-
-@dataclass(frozen=True)
-class Integer:
-    """A whole number from ``low`` to ``high`` (no upper bound when None)."""
-
-    low: int
-    high: int | None = None
-
-    @property
-    def expected(self) -> str:
-        if self.high is None:
-            return f"a whole number >= {self.low}"
-        return f"a whole number from {self.low} to {self.high}"
-
-    def parse(self, text: str) -> int:
-        try:
-            number = int(text.strip(), 10)
-        except ValueError:
-            raise ValueError(f"{text!r} is not {self.expected}") from None
-        if not self._in_range(number):
-            raise ValueError(f"{text!r} is not {self.expected}")
-        return number
-
-    def check(self, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not self._in_range(value):
-            raise ValueError(f"{value!r} is not {self.expected}")
-
-    def _in_range(self, number: int) -> bool:
-        return number >= self.low and (self.high is None or number <= self.high)
-
-    def show(self, value: object) -> str:
-        return str(value)
-
-
-@dataclass(frozen=True)
-class Milliseconds:
-    """Whole milliseconds in the file (at least ``low``); seconds (a float) in the field."""
-
-    low: int = 0
-
-    def parse(self, text: str) -> float:
-        return Integer(self.low).parse(text) / 1000.0
-
-    def check(self, value: object) -> None:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not value * 1000 >= self.low  # also refuses NaN
-        ):
-            raise ValueError(f"{value!r} is not a number of seconds >= {self.low / 1000:g}")
-
-    def show(self, value: object) -> str:
-        assert isinstance(value, (int, float))
-        return str(round(value * 1000))
-
-
-_TRUE = frozenset({"1", "yes", "true", "on"})
-_FALSE = frozenset({"0", "no", "false", "off"})
-
-
-@dataclass(frozen=True)
-class Boolean:
-    """``true``/``false``, also ``yes``/``no``, ``on``/``off``, ``1``/``0``."""
-
-    def parse(self, text: str) -> bool:
-        lowered = text.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ValueError(f"{text!r} is not a boolean; use true or false")
-
-    def check(self, value: object) -> None:
-        if not isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a boolean; use True or False")
-
-    def show(self, value: object) -> str:
-        return "true" if value else "false"
-
-
-@dataclass(frozen=True)
-class Text:
-    """Non-empty text, surrounding blanks removed; ``hint`` says what a good value is."""
-
-    hint: str
-
-    def parse(self, text: str) -> str:
-        value = text.strip()
-        self.check(value)
-        return value
-
-    def check(self, value: object) -> None:
-        if not isinstance(value, str):
-            raise ValueError(f"{value!r} is not text; {self.hint}")
-        if not value.strip():
-            raise ValueError(f"empty; {self.hint}")
-
-    def show(self, value: object) -> str:
-        return str(value)
-
-
-@dataclass(frozen=True)
-class OptionalPath:
-    """A file path, or nothing (an empty value)."""
-
-    def parse(self, text: str) -> str | None:
-        return text.strip() or None
-
-    def check(self, value: object) -> None:
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ValueError(f"{value!r} is not a file path; give a path or leave it unset")
-
-    def show(self, value: object) -> str:
-        return "" if value is None else str(value)
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of ``choices`` (any case); the field holds it upper-cased."""
-
-    what: str
-    choices: Mapping[str, object]
-
-    def parse(self, text: str) -> str:
-        if text.strip().lower() not in self.choices:
-            raise ValueError(self._unknown(text))
-        return text.strip().upper()
-
-    def check(self, value: object) -> None:
-        if not isinstance(value, str) or value.lower() not in self.choices:
-            raise ValueError(self._unknown(value))
-
-    def _unknown(self, value: object) -> str:
-        return f"unknown {self.what} {value!r}; use one of {', '.join(self.choices)}"
-
-    def show(self, value: object) -> str:
-        return str(value).lower()
-
-
-@dataclass(frozen=True)
-class TokenSet:
-    """Names from ``known``, separated by commas or blanks, or ``none``; the field holds
-    a frozenset."""
-
-    what: str
-    known: tuple[str, ...]
-
-    def parse(self, text: str) -> frozenset[str]:
-        words = [word for word in text.replace(",", " ").split() if word]
-        if words == ["none"]:
-            return frozenset()
-        value = frozenset(words)
-        self.check(value)
-        return value
-
-    def check(self, value: object) -> None:
-        if not isinstance(value, frozenset) or not value <= set(self.known):
-            unknown = (
-                sorted(set(value) - set(self.known)) if isinstance(value, frozenset) else value
-            )
-            raise ValueError(
-                f"unknown {self.what} {unknown!r}; use any of {', '.join(self.known)}, or none"
-            )
-
-    def show(self, value: object) -> str:
-        assert isinstance(value, frozenset)
-        return ", ".join(name for name in self.known if name in value) or "none"
-
-
 @dataclass(frozen=True)
 class ConfigKey:
     """One fixed key: ``[section] name`` sets ``ServerConfig.<field>``."""
@@ -250,6 +90,8 @@ class ConfigKey:
     description: str  # one line, for --help
     upstream: bool  # the upstream C++ server knows this key
     flag: str | None = None  # the remsvc-server / remsvc serve flag that overrides it
+    default_text: str | None = None  # how the docs show a default of None, if not "(none)"
+    ignored: str | None = None  # accepted for upstream files, not honoured: the note says why
 
 
 KEYS: tuple[ConfigKey, ...] = (
@@ -265,7 +107,7 @@ KEYS: tuple[ConfigKey, ...] = (
         upstream=True, flag="--port",
     ),
     ConfigKey(
-        "server", "cmd_timeout_ms", "cmd_timeout_ms", Integer(1),
+        "server", "cmd_timeout_ms", "cmd_timeout_ms", Integer(1, _INT32_MAX),
         "how long one command may run, in milliseconds, before it is killed",
         upstream=True, flag="--cmd-timeout-ms",
     ),
@@ -275,7 +117,9 @@ KEYS: tuple[ConfigKey, ...] = (
         upstream=False,
     ),
     ConfigKey(
-        "server", "output_cap_bytes", "output_cap_bytes", Integer(1, 1 << 30),
+        # 256 MiB: a response holds stdout and stderr at the cap, each up to 3 times
+        # larger once undecodable bytes become U+FFFD, within gRPC's 2 GiB message limit.
+        "server", "output_cap_bytes", "output_cap_bytes", Integer(1, 1 << 28),
         "the most bytes kept of each command's stdout and of its stderr",
         upstream=False,
     ),
@@ -285,7 +129,7 @@ KEYS: tuple[ConfigKey, ...] = (
         upstream=False,
     ),
     ConfigKey(
-        "server", "drain_grace_ms", "drain_grace_s", Milliseconds(0),
+        "server", "drain_grace_ms", "drain_grace_s", Milliseconds(0, 86_400_000),
         "on SIGTERM or SIGINT, how long running commands may go on, in milliseconds",
         upstream=False,
     ),
@@ -295,24 +139,44 @@ KEYS: tuple[ConfigKey, ...] = (
         upstream=False,
     ),
     ConfigKey(
-        "tls", "enabled", "tls_enabled", Boolean(),
+        "tls", "enabled", "tls_enabled", UpstreamBoolean(),
         "serve TLS",
-        upstream=True,
+        upstream=True, flag="--tls",
     ),
     ConfigKey(
         "tls", "cert", "tls_cert", OptionalPath(),
         "the server's certificate (PEM)",
-        upstream=True,
+        upstream=True, flag="--cert",
     ),
     ConfigKey(
         "tls", "key", "tls_key", OptionalPath(),
         "the server's private key (PEM, unencrypted)",
-        upstream=True,
+        upstream=True, flag="--key",
     ),
     ConfigKey(
         "tls", "ca", "tls_ca", OptionalPath(),
         "CA certificates (PEM) that client certificates must be signed by (mutual TLS)",
-        upstream=True,
+        upstream=True, flag="--ca-cert",
+    ),
+    ConfigKey(
+        "limits", "max_commands", "max_commands", Integer(1, 100_000),
+        "how many commands may run at once on the whole server",
+        upstream=False,
+    ),
+    ConfigKey(
+        "limits", "identity_max_commands", "identity_max_commands", Integer(1, 100_000),
+        "how many commands one identity may run at once, unless its section says otherwise",
+        upstream=False,
+    ),
+    ConfigKey(
+        "limits", "identity_max_streams", "identity_max_streams", Integer(1, 100_000),
+        "how many streams one identity may have open, unless its section says otherwise",
+        upstream=False,
+    ),
+    ConfigKey(
+        "limits", "idle_stream_timeout_s", "idle_stream_timeout_s", Integer(1, 604_800),
+        "seconds a stream may stay open with no command arriving or running",
+        upstream=False,
     ),
     ConfigKey(
         "log", "file", "log_file", OptionalPath(),
@@ -323,6 +187,12 @@ KEYS: tuple[ConfigKey, ...] = (
         "log", "level", "log_level", Choice("level", LOG_LEVELS),
         "the least important lines logged: trace, debug, info, warn, error, critical, off",
         upstream=True, flag="--log-level",
+    ),
+    ConfigKey(
+        "log", "debug_level", "log_debug_level", Integer(-1, 9),
+        "upstream's debug verbosity (-1 to 9); accepted and ignored",
+        upstream=True,
+        ignored="the reference server has no debug sub-levels; level = debug logs everything",
     ),
     ConfigKey(
         "batches", "state_dir", "batch_state_dir", OptionalPath(),
@@ -346,13 +216,38 @@ KEYS: tuple[ConfigKey, ...] = (
     ),
 )  # fmt: skip
 
+IDENTITY_KEYS: tuple[ConfigKey, ...] = (
+    ConfigKey(
+        IDENTITY_SECTION, "users", "users", UserNames(),
+        "the users (cmdusr) this identity's commands may run as, blank-separated; * for any",
+        upstream=False, default_text="any user",
+    ),
+    ConfigKey(
+        IDENTITY_SECTION, "max_commands", "max_commands", Integer(1, 100_000),
+        "how many commands this identity may run at once",
+        upstream=False, default_text="[limits] identity_max_commands",
+    ),
+    ConfigKey(
+        IDENTITY_SECTION, "max_streams", "max_streams", Integer(1, 100_000),
+        "how many streams this identity may have open",
+        upstream=False, default_text="[limits] identity_max_streams",
+    ),
+)  # fmt: skip
+
 
 def known_keys(section: str) -> frozenset[str] | None:
-    """The fixed keys of ``section`` (lower case); None for a free-form or unknown section."""
-    names = frozenset(key.name for key in KEYS if key.section == section)
+    """The fixed keys of ``section`` (``identity`` for an identity section); None for a
+    free-form or unknown section."""
+    table = IDENTITY_KEYS if section == IDENTITY_SECTION else KEYS
+    names = frozenset(key.name for key in table if key.section == section)
     return names or None
 
 
 def key_for_field(field: str) -> ConfigKey | None:
     """The key that sets ``ServerConfig.<field>``, if one does."""
     return next((key for key in KEYS if key.field == field), None)
+
+
+def fixed_sections() -> tuple[str, ...]:
+    """The sections of :data:`KEYS`, in table order."""
+    return tuple(dict.fromkeys(key.section for key in KEYS))

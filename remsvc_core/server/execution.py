@@ -111,10 +111,13 @@ class Execution:
         self._waiting.append(request)
         self._start_waiting()
 
-    async def wait_for_room(self) -> None:
-        """Return once the last request offered has started (or the execution stopped):
-        only then may the next one be read."""
-        while self._waiting and self.stopped is None:
+    async def wait_for_room(self, backlog: int = 1) -> None:
+        """Return once fewer than ``backlog`` requests wait (or the execution stopped).
+
+        With the default, once the last request offered has started: only then is the
+        next one read, as upstream does. A kept batch reads ahead (its requests must
+        outlive the stream), bounded by a larger ``backlog``."""
+        while len(self._waiting) >= backlog and self.stopped is None:
             await self._wait_for_change()
 
     async def wait_until_idle(self) -> None:

@@ -32,7 +32,7 @@ from remsvc_core.server.auth import current_identity
 from remsvc_core.server.batch_registry import BatchRegistry
 from remsvc_core.server.execution import Refusal
 from remsvc_core.server.outcome import ExecResult
-from remsvc_core.server.policy import CommandPolicy
+from remsvc_core.server.policy import CommandPolicy, Decision
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.streaming import StreamCall
 from remsvc_core.wire import pb, pb_grpc
@@ -100,9 +100,11 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
 
     def admit(
         self, request: Any, context: aio.ServicerContext[Any, Any] | None, identity: str
-    ) -> None:
-        """Raise :class:`Refusal` if the command must not run. ``context`` is the call
-        it came on (None for a kept batch's command while no stream is attached)."""
+    ) -> Decision:
+        """Raise :class:`Refusal` if the command must not run; else the policy's decision
+        (for ``identity``, running as ``request.cmdusr``), which names the rule.
+        ``context`` is the call it came on (None for a kept batch's command while no
+        stream is attached)."""
         peer = context.peer() if context is not None else "(no stream attached)"
         if self.draining:
             raise Refusal(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
@@ -115,7 +117,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                 peer,
             )
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "hash mismatch")
-        decision = self.policy.check(request.cmd)
+        decision = self.policy.check(request.cmd, identity, request.cmdusr)
         if not decision.allowed:
             log.warning(
                 "refused tid=%d identity=%s src=%r peer=%s: %s",
@@ -126,6 +128,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                 decision.reason,
             )
             raise Refusal(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
+        return decision
 
     def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any:
         """Log the finished command (one INFO line each) and build its response."""

@@ -45,6 +45,9 @@ FLUSH_S = 0.1
 _HIGH_MESSAGES, _LOW_MESSAGES = 64, 16
 _HIGH_BYTES, _LOW_BYTES = 8 << 20, 2 << 20
 _STOP_WAIT_S = 5.0
+# A kept batch reads what the client sent ahead of running it, so the batch goes on
+# with all of it when the stream is lost (admission still happens as each starts).
+_KEPT_BACKLOG = 1024
 
 
 class StreamCall:
@@ -141,7 +144,7 @@ class StreamCall:
                     break
                 if self.batch is None and execution.stopped is not None:
                     break  # a kept batch's replies still come: it refuses what it cannot run
-                await execution.wait_for_room()
+                await execution.wait_for_room(_KEPT_BACKLOG if self.batch is not None else 1)
         except Refusal as refusal:
             self.stop(refusal)
         except BaseException:

@@ -113,6 +113,10 @@ def variants(command: str, payload: str) -> Iterator[str]:
     yield f" {command};{payload}"
     yield f"{command} ;{payload}"
     yield f"/usr/bin/env {command}; {payload}"
+    # Option injection: an argument the program would read as an option.
+    for i in range(1, len(words)):
+        for dashes in ("-", "--"):
+            yield " ".join([*words[:i], dashes + words[i], *words[i + 1 :]])
 
 
 def corpus(documented: Documented, canary: str) -> list[str]:
@@ -177,6 +181,18 @@ def test_a_real_server_refuses_a_sample_and_runs_nothing(documented, figures, tm
         assert server.commands_run == 0
     figures.tried("policy bypass attempts (real server)", len(sample))
     assert not canary.exists(), "a refused command ran"
+
+
+def test_the_generator_finds_option_injection_in_a_class_that_admits_a_dash(tmp_path):
+    """Positive control: the systemctl rule the page used to recommend let an argument
+    start with '-', which systemctl reads as an option."""
+    old = Documented(
+        "old systemctl rule",
+        "[allowlist]\nservice = ^systemctl is-active [a-z0-9@_-]+\\\\.service$\n",
+        ("systemctl is-active ssh.service",),
+    )
+    passed = [a for a in corpus(old, str(tmp_path / "PWNED")) if old.policy().check(a).allowed]
+    assert passed == ["systemctl is-active --ssh.service", "systemctl is-active -ssh.service"]
 
 
 def test_the_generator_finds_the_anchoring_mistake_the_page_warns_about(tmp_path):

@@ -85,7 +85,9 @@ def test_a_lost_stream_goes_on_and_a_reattach_replays_without_running_again(
     server = kept()
     settings = ChannelSettings(target=server.target)
     log = tmp_path / "ran.log"
-    commands = [_mark(log, "one"), _mark(log, "two", "sleep 1;"), _mark(log, "three")]
+    # The first command takes a moment, so the server has read the whole batch when the
+    # stream is lost (what it never received, it cannot run: the re-attach sends it).
+    commands = [_mark(log, "one", "sleep 0.5;"), _mark(log, "two", "sleep 1;"), _mark(log, "three")]
     asyncio.run(_lose_stream_after_first_result(commands, settings, "test:lost"))
     # Nobody is attached, yet the batch finishes on the server.
     _wait_for(lambda: _lines(log) == ["one", "two", "three"])

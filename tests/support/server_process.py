@@ -38,9 +38,13 @@ class ServerStartError(RuntimeError):
 
 
 def _ini_value(value: object) -> str:
+    """``value`` written so the server's INI dialect (upstream's) reads it back unchanged."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    if any(char in text for char in ";,") or text != text.strip():
+        text = f'"{text}"'
+    return text
 
 
 def render_ini(sections: Mapping[str, Mapping[str, object] | Iterable[tuple[str, object]]]) -> str:
@@ -137,6 +141,7 @@ def launch_server(
     env: Mapping[str, str] | None = None,
     wait_ready: bool = True,
     prefix: Sequence[str] = (),
+    args: Sequence[str] = (),
     **overrides: Any,
 ) -> ServerProcess:
     """Write the config, start the server, wait until it listens (or raise ServerStartError).
@@ -144,8 +149,9 @@ def launch_server(
     ``config`` is INI text (used verbatim), a mapping of sections, or a mapping of
     ServerConfig-style overrides; keyword ``overrides`` are merged in as the latter.
     ``prefix`` is put before the server command (e.g. ``setpriv ... --`` to start it
-    with fewer privileges). ``port`` 0 (default) takes any free port; a fixed one
-    restarts a server where its clients expect it.
+    with fewer privileges); ``args`` are more options after it (``--tls``, ``--allow``).
+    ``port`` 0 (default) takes any free port; a fixed one restarts a server where its
+    clients expect it.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     if isinstance(config, str):
@@ -187,6 +193,7 @@ def launch_server(
             str(port),
             "--port-file",
             str(port_file),
+            *args,
         ],
         stdin=subprocess.DEVNULL,
         stdout=log_handle,
