@@ -21,6 +21,7 @@ from grpc import aio
 from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.auth import BearerAuthInterceptor
 from remsvc_core.server.config import ServerConfig, is_loopback_host
+from remsvc_core.server.grpc_options import server_options
 from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
@@ -31,13 +32,7 @@ __all__ = ["RunningServer", "format_target", "serve", "start_server"]
 
 log = logging.getLogger("remsvc.server")
 
-# Room for stdout and stderr at the cap, even if every byte became U+FFFD (3 bytes).
-_MESSAGE_FLOOR = 64 * 1024 * 1024
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def message_limit(config: ServerConfig) -> int:
-    return max(_MESSAGE_FLOOR, 6 * config.output_cap_bytes + (1 << 20))
 
 
 def format_target(host: str, port: int) -> str:
@@ -211,17 +206,8 @@ async def _start(
         descriptors_private=descriptors_private,
     )
     service = RemSvcService(runner, policy, max_parallel=config.max_parallel)
-    limit = message_limit(config)
     interceptors = [BearerAuthInterceptor(config.auth)] if config.auth else []
-    server = aio.server(
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_send_message_length", limit),
-            ("grpc.max_receive_message_length", limit),
-            # Two servers on one fixed port must be an error, not a silent split.
-            ("grpc.so_reuseport", 0),
-        ],
-    )
+    server = aio.server(interceptors=interceptors, options=server_options(config))
     pb_grpc.add_RemSvcServicer_to_server(service, server)
     address = format_target(config.host, config.port)
     try:
