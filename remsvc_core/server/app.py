@@ -22,6 +22,7 @@ from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.auth import BearerAuthInterceptor
 from remsvc_core.server.config import ServerConfig, is_loopback_host
 from remsvc_core.server.grpc_options import server_options
+from remsvc_core.server.hardening import Protection, protect_process
 from remsvc_core.server.logs import BackgroundLog
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
@@ -253,11 +254,15 @@ def _write_port_file(path: str, port: int) -> None:
 
 
 async def _serve(
-    config: ServerConfig, port_file: str | None, process_log: BackgroundLog | None
+    config: ServerConfig,
+    port_file: str | None,
+    process_log: BackgroundLog | None,
+    protection: Protection,
 ) -> None:
     running = await _start_server(
         config, descriptors_private=_close_descriptors_on_exec(), process_log=process_log
     )
+    _log_protection(protection)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     signals_seen = 0
@@ -310,12 +315,28 @@ def _close_descriptors_on_exec() -> bool:
     return True
 
 
+def _log_protection(protection: Protection) -> None:
+    removed = f"; token variables removed: {', '.join(protection.removed)}"
+    if protection.problems:
+        log.warning(
+            "other processes of this user may be able to read the server's memory: %s%s",
+            "; ".join(protection.problems),
+            removed if protection.removed else "",
+        )
+    else:
+        log.info("process not dumpable%s", removed if protection.removed else "")
+
+
 def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
     """Run the server until SIGTERM or SIGINT, then drain and return.
 
     Logs go to stderr (unless the process already configured logging) and to
     ``[log] file``. ``port_file`` receives the bound port once the server is ready.
+    The process is the server's, so it is protected first: no other process of its
+    user may read its memory or environment, and the variables that held tokens are
+    gone from it (see :mod:`remsvc_core.server.hardening`).
     """
+    protection = protect_process(config.hidden_env)
     root = logging.getLogger()
     stderr_log = None
     if not root.handlers:
@@ -324,6 +345,6 @@ def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
         stderr_log = BackgroundLog(handler)
         root.addHandler(stderr_log.handler)
     try:
-        asyncio.run(_serve(config, port_file, stderr_log))
+        asyncio.run(_serve(config, port_file, stderr_log, protection))
     finally:
         _detach(stderr_log, root)  # writes out every line still queued
