@@ -14,7 +14,7 @@ import contextvars
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -37,13 +37,17 @@ def _digest(token: str) -> bytes:
 
 
 class BearerAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-arg]
-    """Refuses calls without a known bearer token with UNAUTHENTICATED."""
+    """Refuses calls without a known bearer token with UNAUTHENTICATED.
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
+    ``open_methods`` (full method names) are let through without a token.
+    """
+
+    def __init__(self, tokens: Mapping[str, str], open_methods: Collection[str] = ()) -> None:
         if not tokens:
             raise ValueError("BearerAuthInterceptor needs at least one identity")
         # Only digests are kept: the interceptor never holds a token it could leak.
         self._table = [(identity, _digest(token)) for identity, token in sorted(tokens.items())]
+        self._open_methods = frozenset(open_methods)
 
     def authenticate(
         self, metadata: Sequence[tuple[str, str | bytes]] | None
@@ -76,8 +80,8 @@ class BearerAuthInterceptor(aio.ServerInterceptor):  # type: ignore[misc,type-ar
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
+        if handler is None or handler_call_details.method in self._open_methods:
+            return handler
         identity, problem = self.authenticate(handler_call_details.invocation_metadata)
         if identity is None:
             log.warning("refused %s: %s", handler_call_details.method, problem)

@@ -274,6 +274,7 @@ class RunningCommand:
                     out=self._out.text(),
                     err=self._err.text(),
                     pid=self.pid,
+                    signal=-returncode if returncode < 0 else None,
                 )
         except Exception as exc:  # a bug here must not lose the command: report it
             outcome = exc

@@ -74,6 +74,8 @@ class ServerConfig:
     log_level: str = "INFO"
     allow_insecure_auth: bool = False
     drain_grace_s: float = 5.0
+    audit_file: str | None = None
+    audit_include_command: bool = True
     hidden_env: frozenset[str] = frozenset()
     source: str = field(default="<ServerConfig>", compare=False)
 

@@ -287,6 +287,16 @@ KEYS: tuple[ConfigKey, ...] = (
         "the least important lines logged: trace, debug, info, warn, error, critical, off",
         upstream=True, flag="--log-level",
     ),
+    ConfigKey(
+        "audit", "file", "audit_file", OptionalPath(),
+        "append one JSON line per command to this file (the audit log); SIGHUP reopens it",
+        upstream=False,
+    ),
+    ConfigKey(
+        "audit", "include_command", "audit_include_command", Boolean(),
+        "write each command's text in the audit log (its SHA-256 is always there)",
+        upstream=False,
+    ),
 )  # fmt: skip
 
 

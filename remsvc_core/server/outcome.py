@@ -12,13 +12,15 @@ TIMED_OUT = "process timed out"
 
 @dataclass(frozen=True)
 class ExecResult:
-    """What one command produced. ``pid`` is the child's (None if it never started)."""
+    """What one command produced. ``pid`` is the child's (None if it never started);
+    ``signal`` the signal that ended it, when one did (``rc`` is then 128 + signal)."""
 
     rc: int
     out: str
     err: str
     pid: int | None = None
     timed_out: bool = False
+    signal: int | None = None
 
 
 # What ``on_done`` receives: the result, or the exception that kept the runner from

@@ -29,10 +29,12 @@ import grpc
 from grpc import aio
 
 from remsvc_core.hashing import command_hash
+from remsvc_core.printable import printable
+from remsvc_core.server.audit import NoAudit
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.command import RunningCommand
 from remsvc_core.server.outcome import ExecResult, Outcome
-from remsvc_core.server.policy import CommandPolicy
+from remsvc_core.server.policy import CommandPolicy, Decision
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.wire import pb, pb_grpc
 
@@ -52,11 +54,17 @@ class _Refused(Exception):
 
 class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
     def __init__(
-        self, runner: CommandRunner, policy: CommandPolicy, *, max_parallel: int = 1
+        self,
+        runner: CommandRunner,
+        policy: CommandPolicy,
+        *,
+        max_parallel: int = 1,
+        audit: NoAudit | None = None,
     ) -> None:
         self.runner = runner
         self.policy = policy
         self.max_parallel = max_parallel
+        self.audit = audit or NoAudit()
         self.started = time.monotonic()
         self.commands_run = 0
         self.draining = False
@@ -69,14 +77,18 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         return pb.StatusMsg(rc=0, msg=f"state=OK uptime={uptime}s commands={self.commands_run}")
 
     async def RemCmd(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        identity = current_identity.get()
+        identity, peer = current_identity.get(), context.peer()
         try:
-            self.admit(request, context, identity)
+            decision = self.admit(request, context, identity)
         except _Refused as refused:
             await context.abort(refused.code, refused.details)
         began = time.monotonic()
-        result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
-        return self.report(request, result, time.monotonic() - began, identity)
+        try:
+            result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
+        except asyncio.CancelledError:
+            self.audit.cancelled(request, identity, peer, decision.reason, time.monotonic() - began)
+            raise
+        return self.report(request, result, time.monotonic() - began, identity, peer, decision)
 
     async def RemCmdStrm(
         self, request_iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
@@ -85,8 +97,21 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         async for response in stream.serve(request_iterator):
             yield response
 
-    def admit(self, request: Any, context: aio.ServicerContext[Any, Any], identity: str) -> None:
-        """Raise :class:`_Refused` if the command must not run."""
+    def admit(
+        self, request: Any, context: aio.ServicerContext[Any, Any], identity: str
+    ) -> Decision:
+        """The decision that lets the command run; raise :class:`_Refused` if it must not."""
+        try:
+            return self._admit(request, context, identity)
+        except _Refused as refused:
+            self.audit.refused(
+                request, identity, context.peer(), refused.code.name, refused.details
+            )
+            raise
+
+    def _admit(
+        self, request: Any, context: aio.ServicerContext[Any, Any], identity: str
+    ) -> Decision:
         if self.draining:
             raise _Refused(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         if request.hsh and request.hsh != command_hash(request.cmd):
@@ -109,9 +134,18 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
                 decision.reason,
             )
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
+        return decision
 
-    def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any:
-        """Log the finished command (one INFO line each) and build its response."""
+    def report(
+        self,
+        request: Any,
+        result: ExecResult,
+        duration_s: float,
+        identity: str,
+        peer: str,
+        decision: Decision,
+    ) -> Any:
+        """Log and audit the finished command (one INFO line each) and build its response."""
         self.commands_run += 1
         log.info(
             "command identity=%s src=%r tid=%d rc=%d duration_ms=%d%s%s",
@@ -120,9 +154,10 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
             request.tid,
             result.rc,
             round(duration_s * 1000),
-            f" user={request.cmdusr}" if request.cmdusr else "",
+            f" user={printable(request.cmdusr)}" if request.cmdusr else "",
             " timed_out" if result.timed_out else "",
         )
+        self.audit.command(request, identity, peer, decision.reason, result, duration_s)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command tid=%d cmd=%r pid=%s", request.tid, request.cmd[:200], result.pid)
         return pb.RemResMsg(
@@ -145,9 +180,12 @@ class _Stream:
         self.service = service
         self.context = context
         self.identity = current_identity.get()
+        self.peer = context.peer()
         self.loop = asyncio.get_running_loop()
         self.free = service.max_parallel
         self.running: dict[int, RunningCommand] = {}
+        # key -> (request, the decision that admitted it, when it started)
+        self.begun: dict[int, tuple[Any, Decision, float]] = {}
         self.serial = itertools.count()
         self.waiting: Any = None  # a request read off the wire, waiting for a slot
         self.slot_given: asyncio.Future[None] | None = None
@@ -179,8 +217,12 @@ class _Stream:
             # later) must not start the waiting request on a call that has ended.
             self.closed = True
             self.waiting = None
-            for command in list(self.running.values()):
+            for key, command in list(self.running.items()):
                 command.cancel()
+                request, decision, began = self.begun[key]
+                self.service.audit.cancelled(
+                    request, self.identity, self.peer, decision.reason, time.monotonic() - began
+                )
             self.running.clear()
             if not reader.done():
                 reader.cancel()
@@ -210,25 +252,28 @@ class _Stream:
         if self.refusal is not None or self.closed:
             return
         try:
-            self.service.admit(request, self.context, self.identity)
+            decision = self.service.admit(request, self.context, self.identity)
         except _Refused as refused:
             self.refusal = refused
             return
         key = next(self.serial)
         self.free -= 1
-        on_done = functools.partial(self._finished, key, request, time.monotonic())
+        self.begun[key] = (request, decision, time.monotonic())
+        on_done = functools.partial(self._finished, key)
         try:
             command = self.service.runner.start(
                 request.cmd, request.cmdtyp, request.cmdusr, on_done=on_done
             )
         except Exception:
             self.free += 1
+            self.begun.pop(key, None)
             self._fail(request)
             return
         if command is not None:
             self.running[key] = command
 
-    def _finished(self, key: int, request: Any, began: float, outcome: Outcome) -> None:
+    def _finished(self, key: int, outcome: Outcome) -> None:
+        request, decision, began = self.begun.pop(key)
         duration_s = time.monotonic() - began
         self.running.pop(key, None)
         self.free += 1
@@ -239,7 +284,11 @@ class _Stream:
                 # Start the next command first: it runs while this result is sent.
                 waiting, self.waiting = self.waiting, None
                 self._begin(waiting)
-            self.responses.append(self.service.report(request, outcome, duration_s, self.identity))
+            self.responses.append(
+                self.service.report(
+                    request, outcome, duration_s, self.identity, self.peer, decision
+                )
+            )
         except Exception:
             self._fail(request)
         finally:
