@@ -19,7 +19,7 @@ import grpc
 from grpc import aio
 
 from remsvc_core.errors import ServerConfigError
-from remsvc_core.server.audit import AuditLog, NoAudit
+from remsvc_core.server.audit import AuditLog
 from remsvc_core.server.auth import BearerAuthInterceptor
 from remsvc_core.server.config import ServerConfig, is_loopback_host
 from remsvc_core.server.grpc_options import server_options
@@ -49,17 +49,16 @@ class _Files:
         self.log = (
             FileLog(config.log_file, config.source, log, process_log) if config.log_file else None
         )
-        self.audit = NoAudit()
-        if config.audit_file:
-            try:
-                self.audit = AuditLog(
-                    config.audit_file,
-                    include_command=config.audit_include_command,
-                    source=config.source,
-                )
-            except BaseException:
-                self.close()
-                raise
+        self.audit = AuditLog(None)
+        try:
+            self.audit = AuditLog(
+                config.audit_file,
+                include_command=config.audit_include_command,
+                source=config.source,
+            )
+        except BaseException:
+            self.close()
+            raise
 
     def reopen(self) -> None:
         """Open both files' paths again (rotation); blocking, so not on the event loop."""

@@ -26,7 +26,7 @@ from remsvc_core.errors import ServerConfigError
 from remsvc_core.server.logs import BackgroundLog, ServerFileHandler
 from remsvc_core.server.outcome import ExecResult
 
-__all__ = ["FIELDS", "AuditLog", "NoAudit"]
+__all__ = ["FIELDS", "AuditLog"]
 
 # Every record's keys, in the order they are written.
 FIELDS = (
@@ -100,49 +100,29 @@ class _JsonLine(logging.Formatter):
         return json.dumps(values, ensure_ascii=True, separators=(",", ":"))
 
 
-class NoAudit:
-    """The audit log when ``[audit] file`` is not set: every call does nothing."""
+class AuditLog:
+    """Writes the records to ``path`` (created 0600), off the event loop.
 
-    def command(
-        self,
-        request: Any,
-        identity: str,
-        peer: str,
-        rule: str,
-        result: ExecResult,
-        duration_s: float,
-    ) -> None:
-        """A command that ran to its end (or to its timeout); ``rule`` let it run."""
+    ``AuditLog(None)`` is the audit log of a server without ``[audit] file``: every
+    call returns at once.
+    """
 
-    def refused(self, request: Any, identity: str, peer: str, status: str, reason: str) -> None:
-        """A command refused before it started: ``status`` (the gRPC code) and why."""
-
-    def cancelled(
-        self, request: Any, identity: str, peer: str, rule: str, duration_s: float
-    ) -> None:
-        """A running command killed because its call ended (the caller went away)."""
-
-    def reopen(self) -> None:
-        """Open the file's path again after rotation (call it off the event loop)."""
-
-    def close(self) -> None:
-        """Write out every pending record and close the file."""
-
-
-class AuditLog(NoAudit):
-    """Writes the records to ``path`` (created 0600), off the event loop."""
-
-    def __init__(self, path: str, *, include_command: bool = True, source: str = "") -> None:
+    def __init__(self, path: str | None, *, include_command: bool = True, source: str = "") -> None:
+        self._handler: ServerFileHandler | None = None
+        self._background: BackgroundLog | None = None
+        if path is None:
+            return
         try:
             self._handler = ServerFileHandler(path, mode=0o600)
         except OSError as exc:
-            raise ServerConfigError(
-                f"{source}: [audit] file: cannot open {path!r}: {exc}"
-            ) from None
+            problem = f"cannot open {path!r}: {exc}"
+            raise ServerConfigError(f"{source}: [audit] file: {problem}") from None
         self._handler.setFormatter(_JsonLine(include_command))
         self._background = BackgroundLog(self._handler)
 
     def _add(self, *values: Any) -> None:
+        if self._background is None:
+            return
         entry = _Entry.__new__(_Entry)
         entry.levelno = logging.CRITICAL  # passes every handler level
         entry.values = (time.time(), *values)
@@ -157,18 +137,26 @@ class AuditLog(NoAudit):
         result: ExecResult,
         duration_s: float,
     ) -> None:
+        """A command that ran to its end (or to its timeout); ``rule`` let it run."""
         self._add("command", identity, peer, request, rule, None, result, duration_s)
 
     def refused(self, request: Any, identity: str, peer: str, status: str, reason: str) -> None:
+        """A command refused before it started: ``status`` (the gRPC code) and why."""
         self._add("refused", identity, peer, request, reason, status, None, None)
 
     def cancelled(
         self, request: Any, identity: str, peer: str, rule: str, duration_s: float
     ) -> None:
+        """A running command killed because its call ended (the caller went away)."""
         self._add("cancelled", identity, peer, request, rule, None, None, duration_s)
 
     def reopen(self) -> None:
-        self._handler.reopen()
+        """Open the file's path again after rotation (call it off the event loop)."""
+        if self._handler is not None:
+            self._handler.reopen()
 
     def close(self) -> None:
-        self._background.close()
+        """Write out every pending record and close the file."""
+        if self._background is not None:
+            self._background.close()
+            self._background = None

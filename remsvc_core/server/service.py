@@ -30,7 +30,7 @@ from grpc import aio
 
 from remsvc_core.hashing import command_hash
 from remsvc_core.printable import printable
-from remsvc_core.server.audit import NoAudit
+from remsvc_core.server.audit import AuditLog
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.command import RunningCommand
 from remsvc_core.server.outcome import ExecResult, Outcome
@@ -59,12 +59,12 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         policy: CommandPolicy,
         *,
         max_parallel: int = 1,
-        audit: NoAudit | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.runner = runner
         self.policy = policy
         self.max_parallel = max_parallel
-        self.audit = audit or NoAudit()
+        self.audit = audit or AuditLog(None)
         self.started = time.monotonic()
         self.commands_run = 0
         self.draining = False
