@@ -32,6 +32,7 @@ from remsvc_core.grpc_workaround import (
 from remsvc_core.hookspecs import StreamInfo
 from remsvc_core.output import OutputAssembler
 from remsvc_core.plugins import StreamHooks
+from remsvc_core.printable import printable
 from remsvc_core.results import StreamOutcome
 from remsvc_core.retry import RETRYABLE_CODES, RetryPolicy
 from remsvc_core.settings import ChannelSettings
@@ -127,7 +128,7 @@ class Stream:
                         self.info.stream_id,
                         self.wanted.batch_key,
                         self.outcome.status_code,
-                        self.outcome.status_details,
+                        printable(self.outcome.status_details),
                         delay,
                     )
                 else:
@@ -218,7 +219,7 @@ class Stream:
             len(outcome.results),
             len(outcome.commands),
             outcome.attempts,
-            f"; {outcome.describe_failure()}" if not outcome.complete else "",
+            f"; {printable(outcome.describe_failure())}" if not outcome.complete else "",
         )
 
     # -- one attempt -------------------------------------------------------------

@@ -20,6 +20,7 @@ from remsvc_core.errors import (
     ServerConfigError,
     SettingsError,
 )
+from remsvc_core.printable import printable
 
 DESCRIPTION = """\
 Run shell and PowerShell commands on RemSvc servers and print every result.
@@ -87,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RemSvcError as exc:
         if args.debug:
             raise
-        print(f"remsvc: error: {exc}", file=sys.stderr)
+        # An error can carry the server's status details: no escape sequences, one line.
+        print(f"remsvc: error: {printable(str(exc))}", file=sys.stderr)
         return exit_status_for(exc)
 
 

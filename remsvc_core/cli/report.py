@@ -23,6 +23,7 @@ from remsvc_core.cli.output import (
     to_jsonable,
 )
 from remsvc_core.handlers import ResultPipeline
+from remsvc_core.printable import printable
 from remsvc_core.results import RESULT_KEYS, StreamOutcome
 from remsvc_core.verdict import Verdict
 
@@ -120,4 +121,5 @@ def _print_summary(outcome: StreamOutcome, judged: Verdict) -> None:
     )
     lines.extend(f"warning: plugin error: {error}" for error in outcome.plugin_errors[:10])
     for line in lines:
-        print(f"remsvc: {line}", file=sys.stderr)
+        # Status details come from the server: no escape sequences, no forged lines.
+        print(f"remsvc: {printable(line)}", file=sys.stderr)

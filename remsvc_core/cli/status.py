@@ -11,6 +11,7 @@ from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.cli.output import render_json
 from remsvc_core.cli.probe import call_probe
 from remsvc_core.cli.target import add_target_arguments, server_settings
+from remsvc_core.printable import printable
 
 
 def register(subparsers: Any) -> None:
@@ -41,5 +42,5 @@ def execute(args: argparse.Namespace) -> int:
     if args.output == "json":
         sys.stdout.write(render_json({"target": settings.target, "rc": rc, "msg": message}))
     else:
-        print(message)
+        print(printable(message))  # the server's words: no escape sequences on the terminal
     return exit_codes.OK if rc == 0 else exit_codes.FAILED

@@ -19,35 +19,62 @@ import grpc
 from grpc import aio
 
 from remsvc_core.errors import ServerConfigError
+from remsvc_core.server.audit import AuditLog
 from remsvc_core.server.auth import caller_interceptors
 from remsvc_core.server.batch_registry import BatchRegistry
 from remsvc_core.server.config import ServerConfig, is_loopback_host
+from remsvc_core.server.grpc_options import server_options
+from remsvc_core.server.hardening import Protection, protect_process
+from remsvc_core.server.health import OPEN_METHODS, REMSVC, HealthService, add_standard_services
 from remsvc_core.server.journal import Journal
-from remsvc_core.server.logs import BackgroundLog
+from remsvc_core.server.logs import LOG_FORMAT, BackgroundLog, FileLog, ServerStreamHandler
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.service import RemSvcExtService, RemSvcService
 from remsvc_core.server.startup_notes import log_startup_notes
-from remsvc_core.settings import MIN_KEEPALIVE_S
 from remsvc_core.wire import pb_grpc
 
 __all__ = ["RunningServer", "format_target", "serve", "start_server"]
 
 log = logging.getLogger("remsvc.server")
 
-# Room for stdout and stderr at the cap, even if every byte became U+FFFD (3 bytes).
-_MESSAGE_FLOOR = 64 * 1024 * 1024
-_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def message_limit(config: ServerConfig) -> int:
-    return max(_MESSAGE_FLOOR, 6 * config.output_cap_bytes + (1 << 20))
-
 
 def format_target(host: str, port: int) -> str:
     """``host:port``, with brackets around an IPv6 address."""
     host = host.strip("[]")
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _Files:
+    """What the server writes besides stderr: ``[log] file`` and the audit log."""
+
+    def __init__(self, config: ServerConfig, process_log: BackgroundLog | None) -> None:
+        self.log = (
+            FileLog(config.log_file, config.source, log, process_log) if config.log_file else None
+        )
+        self.audit = AuditLog(None)
+        try:
+            self.audit = AuditLog(
+                config.audit_file,
+                include_command=config.audit_include_command,
+                source=config.source,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def reopen(self) -> None:
+        """Open both files' paths again (rotation); blocking, so not on the event loop."""
+        if self.log is not None:
+            self.log.reopen()
+        self.audit.reopen()
+
+    def close(self) -> None:
+        """Write out what is pending and close them."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        self.audit.close()
 
 
 class RunningServer:
@@ -59,13 +86,15 @@ class RunningServer:
         server: aio.Server,
         service: RemSvcService,
         port: int,
-        file_log: _FileLog | None,
+        files: _Files,
+        health: HealthService,
     ) -> None:
         self.config = config
         self.port = port
         self._server = server
         self._service = service
-        self._file_log = file_log
+        self._files = files
+        self._health = health
         self._stopped = False
         self.restore_log_level: int | None = None
 
@@ -96,6 +125,7 @@ class RunningServer:
         self._stopped = True
         grace = self.config.drain_grace_s if grace is None else grace
         self._service.draining = True
+        self._health.start_draining()
         log.info("stopping: draining running commands for up to %.1fs", grace)
         await self._server.stop(grace)
         if self._service.batches is not None:
@@ -109,10 +139,14 @@ class RunningServer:
         if not await runner.wait_idle(5.0):
             log.error("children not reaped after shutdown: %s", runner.live_pids)
         log.info("stopped (%d commands run)", self._service.commands_run)
-        if self._file_log is not None:
-            self._file_log.close()
+        self._files.close()
         if self.restore_log_level is not None:
             log.setLevel(self.restore_log_level)
+
+    def reopen_files(self) -> None:
+        """Reopen ``[log] file`` and the audit log (after rotation). Blocking: call it
+        in a worker thread."""
+        self._files.reopen()
 
     async def wait(self) -> None:
         """Return when the server has terminated."""
@@ -137,41 +171,6 @@ def _credentials(config: ServerConfig) -> grpc.ServerCredentials:
     )
 
 
-class _FileLog:
-    """``[log] file``, written off the event loop (see :mod:`remsvc_core.server.logs`).
-
-    When the server owns the process, the file is one more target of the process's
-    BackgroundLog (one copy of each record, one thread); otherwise it gets its own.
-    Either way it receives the lines of ``remsvc.server`` only.
-    """
-
-    def __init__(self, config: ServerConfig, shared: BackgroundLog | None) -> None:
-        assert config.log_file is not None
-        try:
-            self._handler = logging.FileHandler(config.log_file, encoding="utf-8")
-        except OSError as exc:
-            raise ServerConfigError(
-                f"{config.source}: [log] file: cannot open {config.log_file!r}: {exc}"
-            ) from None
-        self._handler.setFormatter(logging.Formatter(_LOG_FORMAT))
-        self._shared = shared
-        self._own: BackgroundLog | None = None
-        if shared is not None:
-            self._handler.addFilter(logging.Filter(log.name))
-            shared.add_target(self._handler)
-        else:
-            self._own = BackgroundLog(self._handler)
-            log.addHandler(self._own.handler)
-
-    def close(self) -> None:
-        """Write out every pending line, then close the file."""
-        if self._own is not None:
-            _detach(self._own)
-        elif self._shared is not None:
-            self._shared.remove_target(self._handler)
-            self._handler.close()
-
-
 def _detach(background: BackgroundLog | None, logger: logging.Logger = log) -> None:
     if background is not None:
         logger.removeHandler(background.handler)
@@ -190,25 +189,22 @@ async def _start_server(
     process_log: BackgroundLog | None = None,
 ) -> RunningServer:
     config.validate()
-    file_log = _FileLog(config, process_log) if config.log_file else None
+    files = _Files(config, process_log)
     # The logger is process-wide: an embedded server puts its level back on stop, so
     # one server's log_level does not silence the next one's warnings.
     previous_level = log.level
     log.setLevel(config.log_level_number)
     try:
-        running = await _start(config, file_log, descriptors_private)
+        running = await _start(config, files, descriptors_private)
     except BaseException:
         log.setLevel(previous_level)
-        if file_log is not None:
-            file_log.close()
+        files.close()
         raise
     running.restore_log_level = previous_level
     return running
 
 
-async def _start(
-    config: ServerConfig, file_log: _FileLog | None, descriptors_private: bool
-) -> RunningServer:
+async def _start(config: ServerConfig, files: _Files, descriptors_private: bool) -> RunningServer:
     log_startup_notes(config, log)
     policy = CommandPolicy.from_config(config)
     runner = CommandRunner(
@@ -222,29 +218,17 @@ async def _start(
         runner,
         policy,
         max_parallel=config.max_parallel,
+        audit=files.audit,
         extensions=config.extensions,
         batches=batches,
     )
     if batches is not None:
         batches.admit_through(service)
-    limit = message_limit(config)
-    interceptors = caller_interceptors(config)
-    server = aio.server(
-        interceptors=interceptors,
-        options=[
-            ("grpc.max_send_message_length", limit),
-            ("grpc.max_receive_message_length", limit),
-            # Two servers on one fixed port must be an error, not a silent split.
-            ("grpc.so_reuseport", 0),
-            # Clients keep a silent command's stream alive through proxies with pings
-            # as often as every MIN_KEEPALIVE_S (their keepalive_s floor), where gRPC's
-            # default policy answers more than one per 5 minutes with GOAWAY
-            # "too_many_pings". Half the floor: timers may fire a little early.
-            ("grpc.http2.min_ping_interval_without_data_ms", MIN_KEEPALIVE_S * 500),
-        ],
-    )
+    interceptors = caller_interceptors(config, open_methods=OPEN_METHODS)
+    server = aio.server(interceptors=interceptors, options=server_options(config))
     pb_grpc.add_RemSvcServicer_to_server(service, server)
     pb_grpc.add_RemSvcExtServicer_to_server(RemSvcExtService(batches), server)
+    health = add_standard_services(server, [REMSVC])
     address = format_target(config.host, config.port)
     try:
         if config.tls_enabled:
@@ -276,7 +260,7 @@ async def _start(
         config.cmd_timeout_ms,
         config.output_cap_bytes,
     )
-    return RunningServer(config, server, service, port, file_log)
+    return RunningServer(config, server, service, port, files, health)
 
 
 def _batches(
@@ -310,11 +294,15 @@ def _write_port_file(path: str, port: int) -> None:
 
 
 async def _serve(
-    config: ServerConfig, port_file: str | None, process_log: BackgroundLog | None
+    config: ServerConfig,
+    port_file: str | None,
+    process_log: BackgroundLog | None,
+    protection: Protection,
 ) -> None:
     running = await _start_server(
         config, descriptors_private=_close_descriptors_on_exec(), process_log=process_log
     )
+    _log_protection(protection)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     signals_seen = 0
@@ -329,8 +317,14 @@ async def _serve(
             log.warning("second signal: killing running commands now")
             running._service.runner.kill_all()
 
+    def on_hangup() -> None:
+        log.info("received SIGHUP: reopening the log and audit files")
+        # Closing a file writes out what is buffered: not on the event loop.
+        loop.run_in_executor(None, running.reopen_files)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    loop.add_signal_handler(signal.SIGHUP, on_hangup)
     try:
         if port_file:
             _write_port_file(port_file, running.port)
@@ -343,7 +337,7 @@ async def _serve(
         with contextlib.suppress(asyncio.CancelledError):
             await waiter
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
@@ -367,20 +361,36 @@ def _close_descriptors_on_exec() -> bool:
     return True
 
 
+def _log_protection(protection: Protection) -> None:
+    removed = f"; token variables removed: {', '.join(protection.removed)}"
+    if protection.problems:
+        log.warning(
+            "other processes of this user may be able to read the server's memory: %s%s",
+            "; ".join(protection.problems),
+            removed if protection.removed else "",
+        )
+    else:
+        log.info("process not dumpable%s", removed if protection.removed else "")
+
+
 def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
     """Run the server until SIGTERM or SIGINT, then drain and return.
 
     Logs go to stderr (unless the process already configured logging) and to
     ``[log] file``. ``port_file`` receives the bound port once the server is ready.
+    The process is the server's, so it is protected first: no other process of its
+    user may read its memory or environment, and the variables that held tokens are
+    gone from it (see :mod:`remsvc_core.server.hardening`).
     """
+    protection = protect_process(config.hidden_env)
     root = logging.getLogger()
     stderr_log = None
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+        handler = ServerStreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         stderr_log = BackgroundLog(handler)
         root.addHandler(stderr_log.handler)
     try:
-        asyncio.run(_serve(config, port_file, stderr_log))
+        asyncio.run(_serve(config, port_file, stderr_log, protection))
     finally:
         _detach(stderr_log, root)  # writes out every line still queued

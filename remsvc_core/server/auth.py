@@ -23,7 +23,15 @@ import contextvars
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any
 
 import grpc
@@ -56,11 +64,14 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
 
 
-def caller_interceptors(config: Any) -> list[aio.ServerInterceptor]:  # type: ignore[type-arg]
+def caller_interceptors(
+    config: Any, open_methods: Collection[str] = ()
+) -> list[aio.ServerInterceptor]:  # type: ignore[type-arg]
     """The interceptors that name the callers of a server with ``config``
-    (a :class:`~remsvc_core.server.config.ServerConfig`)."""
+    (a :class:`~remsvc_core.server.config.ServerConfig`). ``open_methods`` (full method
+    names, such as the health check's) need no token."""
     if config.auth:
-        return [BearerAuthInterceptor(config.auth)]
+        return [BearerAuthInterceptor(config.auth, open_methods=open_methods)]
     if config.identity_source == "certificate":
         return [CertificateIdentityInterceptor()]
     return []
@@ -108,14 +119,23 @@ class CertificateIdentityInterceptor(_CallerInterceptor):
 
 
 class BearerAuthInterceptor(_CallerInterceptor):
-    """Refuses calls without a known bearer token with UNAUTHENTICATED."""
+    """Refuses calls without a known bearer token with UNAUTHENTICATED.
 
-    def __init__(self, tokens: Mapping[str, str], refusals: RefusalLog | None = None) -> None:
+    ``open_methods`` (full method names) are let through without a token.
+    """
+
+    def __init__(
+        self,
+        tokens: Mapping[str, str],
+        refusals: RefusalLog | None = None,
+        open_methods: Collection[str] = (),
+    ) -> None:
         if not tokens:
             raise ValueError("BearerAuthInterceptor needs at least one identity")
         # Only digests are kept: the interceptor never holds a token it could leak.
         self._table = [(identity, _digest(token)) for identity, token in sorted(tokens.items())]
         self._refusals = refusals or RefusalLog(log)
+        self._open_methods = frozenset(open_methods)
 
     def authenticate(
         self, metadata: Sequence[tuple[str, str | bytes]] | None
@@ -143,6 +163,8 @@ class BearerAuthInterceptor(_CallerInterceptor):
     def for_caller(
         self, handler: grpc.RpcMethodHandler[Any, Any], details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        if details.method in self._open_methods:
+            return handler
         identity, problem = self.authenticate(details.invocation_metadata)
         if identity is None:
             return self._refusing(handler, details.method, problem)

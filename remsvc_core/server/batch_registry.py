@@ -24,11 +24,21 @@ __all__ = ["Admission", "BatchRegistry"]
 
 
 class Admission(Protocol):
-    """The service's gates and log line, as kept batches use them."""
+    """The service's gates, log line and audit, as kept batches use them."""
 
-    def admit(self, request: Any, context: Any, identity: str) -> None: ...
+    audit: Any
 
-    def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any: ...
+    def admit(self, request: Any, context: Any, identity: str) -> Any: ...
+
+    def report(
+        self,
+        request: Any,
+        result: ExecResult,
+        duration_s: float,
+        identity: str,
+        peer: str,
+        decision: Any,
+    ) -> Any: ...
 
 
 class BatchRegistry:
@@ -55,9 +65,23 @@ class BatchRegistry:
         every other command: the service's."""
         self._service = service
 
-    def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> None:
+    def report(
+        self,
+        request: Any,
+        result: ExecResult,
+        duration_s: float,
+        identity: str,
+        peer: str,
+        decision: Any,
+    ) -> None:
         assert self._service is not None
-        self._service.report(request, result, duration_s, identity)
+        self._service.report(request, result, duration_s, identity, peer, decision)
+
+    def audit_cancelled(
+        self, request: Any, identity: str, peer: str, reason: str, duration_s: float
+    ) -> None:
+        assert self._service is not None
+        self._service.audit.cancelled(request, identity, peer, reason, duration_s)
 
     def available(self, identity: str, key: str) -> bool:
         """Whether this batch can be kept (its journal exists or fits in the budget)."""
@@ -88,10 +112,10 @@ class BatchRegistry:
             usage=True,
         )
 
-    def _admit(self, request: Any, batch: KeptBatch) -> None:
+    def _admit(self, request: Any, batch: KeptBatch) -> Any:
         assert self._service is not None
         context = batch.stream.context if batch.stream is not None else None
-        self._service.admit(request, context, batch.identity)
+        return self._service.admit(request, context, batch.identity)
 
     def forget(self, batch: KeptBatch) -> None:
         """A batch with nothing running or attached leaves memory; its journal stays."""

@@ -200,7 +200,7 @@ class KeptBatch:
             self.stream.command_output(request, fd, data, offset)
 
     def command_finished(
-        self, request: Any, result: ExecResult, started_ms: int, ended_ms: int
+        self, request: Any, result: ExecResult, started_ms: int, ended_ms: int, decision: Any
     ) -> None:
         tid = request.tid
         self._close_spools(tid)
@@ -222,13 +222,23 @@ class KeptBatch:
             usage = result.usage
             record["usage"] = [usage.wall_ms, usage.user_cpu_ms, usage.sys_cpu_ms, usage.max_rss_kb]
         self.journal.finish(tid, record)
-        self.registry.report(request, result, (ended_ms - started_ms) / 1000, self.identity)
+        self.registry.report(
+            request, result, (ended_ms - started_ms) / 1000, self.identity, self.peer, decision
+        )
         if self.stream is not None:
             self._deliver(self.stream, request, self.journal.records[tid].result or record)
         elif not self.active and self.grace is not None:
             self.grace.cancel()  # everything it had ran: nothing to wait for
             self.grace = None
             self.registry.forget(self)
+
+    def command_cancelled(self, request: Any, decision: Any, duration_s: float) -> None:
+        reason = decision.reason if decision is not None else ""
+        self.registry.audit_cancelled(request, self.identity, self.peer, reason, duration_s)
+
+    @property
+    def peer(self) -> str:
+        return self.stream.peer if self.stream is not None else "(no stream attached)"
 
     def execution_stopped(self, refusal: Refusal) -> None:
         for tid in [tid for tid in self.active if tid not in self.execution.running_tids]:

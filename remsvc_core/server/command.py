@@ -326,6 +326,7 @@ class RunningCommand:
                     out_truncated=out.truncated,
                     err_truncated=err.truncated,
                     usage=self._usage() if self._want_usage else None,
+                    signal=-returncode if returncode < 0 else None,
                 )
         except Exception as exc:  # a bug here must not lose the command: report it
             outcome = exc

@@ -110,6 +110,8 @@ class ServerConfig:
     batch_grace_s: int = 600
     batch_expire_s: int = 7 * 86400
     batch_max_bytes: int = 1 << 30
+    audit_file: str | None = None
+    audit_include_command: bool = True
     hidden_env: frozenset[str] = frozenset()
     notes: tuple[tuple[int, str], ...] = field(default=(), compare=False, repr=False)
     source: str = field(default="<ServerConfig>", compare=False)

@@ -195,6 +195,16 @@ KEYS: tuple[ConfigKey, ...] = (
         ignored="the reference server has no debug sub-levels; level = debug logs everything",
     ),
     ConfigKey(
+        "audit", "file", "audit_file", OptionalPath(),
+        "append one JSON line per command to this file (the audit log); SIGHUP reopens it",
+        upstream=False,
+    ),
+    ConfigKey(
+        "audit", "include_command", "audit_include_command", Boolean(),
+        "write each command's text in the audit log (its SHA-256 is always there)",
+        upstream=False,
+    ),
+    ConfigKey(
         "batches", "state_dir", "batch_state_dir", OptionalPath(),
         "where kept batches are journaled; unset: batch/1 is not granted",
         upstream=False,
@@ -205,12 +215,12 @@ KEYS: tuple[ConfigKey, ...] = (
         upstream=False,
     ),
     ConfigKey(
-        "batches", "expire_s", "batch_expire_s", Integer(60),
+        "batches", "expire_s", "batch_expire_s", Integer(60, 366 * 86400),
         "how long a batch's journal is kept after its last record",
         upstream=False,
     ),
     ConfigKey(
-        "batches", "max_bytes", "batch_max_bytes", Integer(1 << 20),
+        "batches", "max_bytes", "batch_max_bytes", Integer(1 << 20, 1 << 40),
         "the most bytes all journals and their kept outputs may take on disk",
         upstream=False,
     ),

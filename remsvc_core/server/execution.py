@@ -52,9 +52,12 @@ class Listener(Protocol):
         """``data`` was read from the command's stdout (fd 1) or stderr (fd 2)."""
 
     def command_finished(
-        self, request: Any, result: ExecResult, started_ms: int, ended_ms: int
+        self, request: Any, result: ExecResult, started_ms: int, ended_ms: int, decision: Any
     ) -> None:
-        """The command ended; times are Unix milliseconds."""
+        """The command ended; times are Unix milliseconds; ``decision`` admitted it."""
+
+    def command_cancelled(self, request: Any, decision: Any, duration_s: float) -> None:
+        """The command was killed before it ended (its caller went away, a cancel)."""
 
     def execution_stopped(self, refusal: Refusal) -> None:
         """A request was refused (or a server bug hit one): nothing more will start."""
@@ -68,12 +71,13 @@ class Execution:
         runner: CommandRunner,
         listener: Listener,
         *,
-        admit: Callable[[Any], None],
+        admit: Callable[[Any], Any],
         max_parallel: int = 1,
         live_output: bool = False,
         usage: bool = False,
     ) -> None:
-        """``admit(request)`` raises :class:`Refusal` for a request that must not run."""
+        """``admit(request)`` raises :class:`Refusal` for a request that must not run, and
+        returns what admitted it (the policy's decision) otherwise."""
         self._runner = runner
         self.listener = listener
         self._admit = admit
@@ -83,7 +87,8 @@ class Execution:
         self._usage = usage
         self._waiting: collections.deque[Any] = collections.deque()
         self._running: dict[int, tuple[Any, RunningCommand]] = {}
-        self._starts: dict[int, tuple[Any, float]] = {}  # key -> (request, monotonic start)
+        # key -> (request, monotonic start, the decision that admitted it)
+        self._starts: dict[int, tuple[Any, float, Any]] = {}
         self._offsets: dict[int, list[int]] = {}  # tid -> bytes read so far, by fd
         self._serial = itertools.count()
         self._paused = False
@@ -102,7 +107,7 @@ class Execution:
     @property
     def started_at(self) -> dict[int, float]:
         """When each running command started (``time.monotonic()``), by tid."""
-        return {request.tid: started for request, started in self._starts.values()}
+        return {request.tid: started for request, started, _ in self._starts.values()}
 
     def offer(self, request: Any) -> None:
         """Run ``request`` when a slot is free (now, if one is)."""
@@ -150,8 +155,11 @@ class Execution:
     def cancel(self, refusal: Refusal) -> None:
         """Start nothing more and kill what runs (its results are never reported)."""
         self.stop(refusal)
-        for _, command in list(self._running.values()):
+        now = time.monotonic()
+        for key, (request, command) in list(self._running.items()):
             command.cancel()
+            _, started, decision = self._starts.get(key, (request, now, None))
+            self.listener.command_cancelled(request, decision, now - started)
         self._running.clear()
         self._starts.clear()
         self._free = self._max_parallel
@@ -166,7 +174,7 @@ class Execution:
 
     def _begin(self, request: Any) -> None:
         try:
-            self._admit(request)
+            decision = self._admit(request)
         except Refusal as refusal:
             self._stopped_by(refusal)
             return
@@ -180,7 +188,7 @@ class Execution:
         started = time.monotonic()
         started_ms = time.time_ns() // 1_000_000
         self._free -= 1
-        on_done = functools.partial(self._finished, key, request, started_ms)
+        on_done = functools.partial(self._finished, key, request, started_ms, decision)
         on_output = functools.partial(self._output, request) if self._live_output else None
         try:
             command = self._runner.start(
@@ -195,7 +203,7 @@ class Execution:
             self._free += 1
             self._failed(request)
             return
-        self._starts[key] = (request, started)
+        self._starts[key] = (request, started, decision)
         if command is not None:
             self._running[key] = (request, command)
             if self._paused:
@@ -207,7 +215,9 @@ class Execution:
         offsets[fd] = offset + len(data)
         self.listener.command_output(request, fd, data, offset)
 
-    def _finished(self, key: int, request: Any, started_ms: int, outcome: Outcome) -> None:
+    def _finished(
+        self, key: int, request: Any, started_ms: int, decision: Any, outcome: Outcome
+    ) -> None:
         self._running.pop(key, None)
         self._starts.pop(key, None)
         self._offsets.pop(request.tid, None)
@@ -220,7 +230,7 @@ class Execution:
         # Start the next command first: it runs while this result is sent.
         self._start_waiting()
         try:
-            self.listener.command_finished(request, outcome, started_ms, ended_ms)
+            self.listener.command_finished(request, outcome, started_ms, ended_ms, decision)
         except Exception:
             log.exception("internal error reporting tid=%d", request.tid)
             self._failed(request)

@@ -13,17 +13,31 @@ and flushes what gathered, in order. Lines therefore reach their file up to
 calls them when it stops.
 
 Only handlers the server made itself go through it (its stderr handler when it owns
-the process, and its log file). Handlers of a process that embeds the server (pytest's
-``caplog``, Airflow's task log) still see every record at once, on the calling thread.
+the process, its log file, and the audit log). Handlers of a process that embeds the
+server (pytest's ``caplog``, Airflow's task log) still see every record at once, on
+the calling thread.
+
+A log that cannot be written (a full disk, a removed mount) must not take the server
+with it: the server's handlers (:class:`ServerFileHandler`, :class:`ServerStreamHandler`)
+say so once on stderr, drop lines while it lasts, say when writing works again, and
+close without raising. The file ones reopen their file on request (SIGHUP), for log
+rotation without a restart.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import os
+import sys
 import threading
+from typing import Any, TextIO
 
-__all__ = ["BackgroundLog"]
+from remsvc_core.errors import ServerConfigError
+
+__all__ = ["LOG_FORMAT", "BackgroundLog", "FileLog", "ServerFileHandler", "ServerStreamHandler"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 DEFAULT_INTERVAL_S = 0.05
 
@@ -118,3 +132,128 @@ class BackgroundLog:
             self._write_pending()  # anything added while the thread was finishing
         for target in self._targets:
             target.close()
+
+
+class _FailuresReportedOnce(logging.Handler):
+    """Mixin: a failed write is reported once on stderr, not as a traceback per line."""
+
+    where = "the log"
+    _failing = False
+    _failed_now = False
+
+    def handleError(self, record: logging.LogRecord | None) -> None:
+        self._failed_now = True
+        if self._failing:
+            return
+        self._failing = True
+        _warn(f"cannot write {self.where}: {sys.exc_info()[1]}; its lines are dropped until it can")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed_now = False
+        try:
+            super().emit(record)
+        except OSError:  # FileHandler opens a file it had to close outside its try
+            self.handleError(record)
+        if self._failing and not self._failed_now:
+            self._failing = False
+            _warn(f"writing {self.where} again")
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except (OSError, ValueError) as exc:  # flushing the last lines failed
+            if not self._failing:
+                _warn(f"cannot write the last lines of {self.where}: {exc}")
+
+
+def _warn(message: str) -> None:
+    # Straight to the process's stderr: the logging machinery is what is failing.
+    try:
+        sys.__stderr__.write(f"remsvc-server: warning: {message}\n")  # type: ignore[union-attr]
+        sys.__stderr__.flush()  # type: ignore[union-attr]
+    except (OSError, ValueError, AttributeError):
+        pass  # stderr itself is what cannot be written
+
+
+class ServerStreamHandler(_FailuresReportedOnce, logging.StreamHandler):  # type: ignore[type-arg]
+    """The server's stderr log."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.where = "the log to stderr"
+
+
+class ServerFileHandler(_FailuresReportedOnce, logging.FileHandler):
+    """An appended file (``[log] file``, the audit log) that can be reopened after rotation.
+
+    ``mode`` is the permission bits a new file is created with.
+    """
+
+    def __init__(self, path: str, *, mode: int = 0o644) -> None:
+        self._create_mode = mode
+        super().__init__(path, encoding="utf-8")
+        self.where = path
+
+    def _open(self) -> Any:
+        descriptor = os.open(
+            self.baseFilename,
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+            self._create_mode,
+        )
+        return open(descriptor, "a", encoding="utf-8")
+
+    def reopen(self) -> None:
+        """Close the file and open its path again (after ``mv``: a new file there)."""
+        with self.lock:  # type: ignore[union-attr]
+            old, self.stream = self.stream, None  # type: ignore[assignment]
+            if old is not None:
+                try:
+                    old.close()
+                except OSError as exc:
+                    self.where = self.baseFilename
+                    _warn(f"cannot write the last lines of {self.baseFilename}: {exc}")
+            try:
+                self.stream = self._open()
+            except OSError as exc:
+                # Opened again on the next line (FileHandler does, with stream None).
+                _warn(f"cannot reopen {self.baseFilename}: {exc}")
+
+
+class FileLog:
+    """``[log] file``: the lines of ``logger`` appended to ``path``, off the event loop.
+
+    When the server owns the process, the file is one more target of the process's
+    BackgroundLog (``shared``: one copy of each record, one thread); otherwise it
+    gets its own. Either way it receives the lines of ``logger`` only.
+    """
+
+    def __init__(
+        self, path: str, source: str, logger: logging.Logger, shared: BackgroundLog | None
+    ) -> None:
+        try:
+            self.handler = ServerFileHandler(path)
+        except OSError as exc:
+            raise ServerConfigError(f"{source}: [log] file: cannot open {path!r}: {exc}") from None
+        self.handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        self._logger = logger
+        self._shared = shared
+        self._own: BackgroundLog | None = None
+        if shared is not None:
+            self.handler.addFilter(logging.Filter(logger.name))
+            shared.add_target(self.handler)
+        else:
+            self._own = BackgroundLog(self.handler)
+            logger.addHandler(self._own.handler)
+
+    def reopen(self) -> None:
+        """Open the file's path again (after it was rotated away)."""
+        self.handler.reopen()
+
+    def close(self) -> None:
+        """Write out every pending line, then close the file."""
+        if self._own is not None:
+            self._logger.removeHandler(self._own.handler)
+            self._own.close()
+        elif self._shared is not None:
+            self._shared.remove_target(self.handler)
+            self.handler.close()

@@ -23,12 +23,8 @@ class ResourceUsage:
 
 @dataclass(frozen=True)
 class ExecResult:
-    """What one command produced. ``pid`` is the child's (None if it never started).
-
-    With live output, ``out``/``err`` are empty (``streamed``): the bytes went out as
-    they were read, and ``out_size``/``err_size`` and the ``*_truncated`` flags say how
-    much was kept under the cap. ``usage`` is set when it was asked for.
-    """
+    """What one command produced. ``pid`` is the child's (None if it never started);
+    ``signal`` the signal that ended it, when one did (``rc`` is then 128 + signal)."""
 
     rc: int
     out: str
@@ -41,6 +37,7 @@ class ExecResult:
     out_truncated: bool = False
     err_truncated: bool = False
     usage: ResourceUsage | None = None
+    signal: int | None = None
 
 
 # What ``on_done`` receives: the result, or the exception that kept the runner from

@@ -18,6 +18,7 @@ is killed, unless the stream belongs to a kept batch (``batch/1``), which goes o
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -28,6 +29,8 @@ from grpc import aio
 
 from remsvc_core import extensions as ext
 from remsvc_core.hashing import command_hash
+from remsvc_core.printable import printable
+from remsvc_core.server.audit import AuditLog
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.batch_registry import BatchRegistry
 from remsvc_core.server.execution import Refusal
@@ -37,7 +40,7 @@ from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.streaming import StreamCall
 from remsvc_core.wire import pb, pb_grpc
 
-__all__ = ["RemSvcExtService", "RemSvcService"]
+__all__ = ["RemSvcExtService", "RemSvcService", "peer_of"]
 
 log = logging.getLogger("remsvc.server")
 
@@ -49,6 +52,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         policy: CommandPolicy,
         *,
         max_parallel: int = 1,
+        audit: AuditLog | None = None,
         extensions: frozenset[str] = frozenset(),
         batches: BatchRegistry | None = None,
         idle_timeout_s: float | None = None,
@@ -56,6 +60,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         self.runner = runner
         self.policy = policy
         self.max_parallel = max_parallel
+        self.audit = audit or AuditLog(None)
         self.extensions = extensions
         self.batches = batches
         self.idle_timeout_s = idle_timeout_s
@@ -83,14 +88,18 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         return pb.StatusMsg(rc=0, msg=f"state=OK uptime={uptime}s commands={self.commands_run}")
 
     async def RemCmd(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-        identity = current_identity.get()
+        identity, peer = current_identity.get(), context.peer()
         try:
-            self.admit(request, context, identity)
+            decision = self.admit(request, context, identity)
         except Refusal as refused:
             await context.abort(refused.code, refused.details)
         began = time.monotonic()
-        result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
-        return self.report(request, result, time.monotonic() - began, identity)
+        try:
+            result = await self.runner.run(request.cmd, request.cmdtyp, request.cmdusr)
+        except asyncio.CancelledError:
+            self.audit.cancelled(request, identity, peer, decision.reason, time.monotonic() - began)
+            raise
+        return self.report(request, result, time.monotonic() - began, identity, peer, decision)
 
     async def RemCmdStrm(
         self, request_iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
@@ -104,8 +113,15 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         """Raise :class:`Refusal` if the command must not run; else the policy's decision
         (for ``identity``, running as ``request.cmdusr``), which names the rule.
         ``context`` is the call it came on (None for a kept batch's command while no
-        stream is attached)."""
-        peer = context.peer() if context is not None else "(no stream attached)"
+        stream is attached). A refusal is audited."""
+        peer = peer_of(context)
+        try:
+            return self._admit(request, peer, identity)
+        except Refusal as refused:
+            self.audit.refused(request, identity, peer, refused.code.name, refused.details)
+            raise
+
+    def _admit(self, request: Any, peer: str, identity: str) -> Decision:
         if self.draining:
             raise Refusal(grpc.StatusCode.UNAVAILABLE, "server is shutting down")
         if request.hsh and request.hsh != command_hash(request.cmd):
@@ -130,8 +146,16 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
             raise Refusal(grpc.StatusCode.PERMISSION_DENIED, decision.reason)
         return decision
 
-    def report(self, request: Any, result: ExecResult, duration_s: float, identity: str) -> Any:
-        """Log the finished command (one INFO line each) and build its response."""
+    def report(
+        self,
+        request: Any,
+        result: ExecResult,
+        duration_s: float,
+        identity: str,
+        peer: str,
+        decision: Decision,
+    ) -> Any:
+        """Log and audit the finished command (one INFO line each) and build its response."""
         self.commands_run += 1
         log.info(
             "command identity=%s src=%r tid=%d rc=%d duration_ms=%d%s%s",
@@ -140,9 +164,10 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
             request.tid,
             result.rc,
             round(duration_s * 1000),
-            f" user={request.cmdusr}" if request.cmdusr else "",
+            f" user={printable(request.cmdusr)}" if request.cmdusr else "",
             " timed_out" if result.timed_out else "",
         )
+        self.audit.command(request, identity, peer, decision.reason, result, duration_s)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command tid=%d cmd=%r pid=%s", request.tid, request.cmd[:200], result.pid)
         return pb.RemResMsg(
@@ -178,3 +203,8 @@ class RemSvcExtService(pb_grpc.RemSvcExtServicer):  # type: ignore[misc]
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         assert self.batches is not None
         return self.batches
+
+
+def peer_of(context: aio.ServicerContext[Any, Any] | None) -> str:
+    """Who a call comes from, for logs and the audit (a kept batch may have no call)."""
+    return context.peer() if context is not None else "(no stream attached)"

@@ -57,6 +57,7 @@ class StreamCall:
         self.service = service
         self.context = context
         self.identity = current_identity.get()
+        self.peer = context.peer()
         self.loop = asyncio.get_running_loop()
         self.asked = extensions.asked_for(context.invocation_metadata())
         self.granted = service.grant(self.asked, self.identity)
@@ -126,8 +127,8 @@ class StreamCall:
             usage=extensions.USAGE in self.granted,
         )
 
-    def _admit(self, request: Any) -> None:
-        self.service.admit(request, self.context, self.identity)
+    def _admit(self, request: Any) -> Any:
+        return self.service.admit(request, self.context, self.identity)
 
     async def _read(self, requests: AsyncIterator[Any]) -> None:
         execution = self.execution
@@ -194,10 +195,21 @@ class StreamCall:
             self.deliver_output(request.tid, fd, data, offset)
 
     def command_finished(
-        self, request: Any, result: ExecResult, started_ms: int, ended_ms: int
+        self, request: Any, result: ExecResult, started_ms: int, ended_ms: int, decision: Any
     ) -> None:
-        self.service.report(request, result, (ended_ms - started_ms) / 1000, self.identity)
+        self.service.report(
+            request,
+            result,
+            (ended_ms - started_ms) / 1000,
+            self.identity,
+            self.peer,
+            decision,
+        )
         self.deliver_result(request, result, started_ms, ended_ms)
+
+    def command_cancelled(self, request: Any, decision: Any, duration_s: float) -> None:
+        reason = decision.reason if decision is not None else ""
+        self.service.audit.cancelled(request, self.identity, self.peer, reason, duration_s)
 
     def execution_stopped(self, refusal: Refusal) -> None:
         self.stop(refusal)

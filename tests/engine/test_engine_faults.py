@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import grpc
 import pytest
 from engine_helpers import Recorder
 
-from remsvc_core.engine import NO_RETRY, RetryPolicy, run_commands
+from remsvc_core.engine import NO_RETRY, RetryPolicy, run_commands, run_commands_sync
 from remsvc_core.hookspecs import hookimpl
 
 pytestmark = pytest.mark.timeout(120)
@@ -203,3 +204,18 @@ async def test_server_that_answers_only_after_the_whole_batch(misbehaving, monke
 
     assert outcome.complete, outcome.describe_failure()
     assert server.tids_read() == list(range(1, 601))
+
+
+def test_server_status_details_reach_the_log_escaped(misbehaving, caplog):
+    """A server's status details can hold escape sequences and newlines (issue 12.9):
+    the engine's log lines carry them escaped, while the outcome keeps them as sent."""
+    details = "boom\x1b[2J\nforged line"
+    server = misbehaving(
+        fail_after_answers=1, fail_code=grpc.StatusCode.INTERNAL, fail_details=details
+    )
+    caplog.set_level(logging.INFO, logger="remsvc_core")
+    outcome = run_commands_sync(["echo a", "echo b"], server.settings(), stream_timeout=20)
+    assert outcome.status_details == details
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "boom\\x1b[2J\\nforged line" in logged
+    assert "\x1b" not in logged

@@ -90,6 +90,7 @@ class Misbehaviour:
     reject_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
     answer_delay_s: float = 0.0  # sleep before each answer
     hang_unary: bool = False  # Ping/GetStatus never answer
+    status_msg: str = "state=OK uptime=1s commands=0"  # what GetStatus says
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ class MisbehavingServer:
     async def _status(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         if self.behaviour.hang_unary:
             await asyncio.sleep(_NEVER_S)
-        return wire.pb.StatusMsg(rc=0, msg="state=OK uptime=1s commands=0")
+        return wire.pb.StatusMsg(rc=0, msg=self.behaviour.status_msg)
 
     def _handlers(self) -> grpc.GenericRpcHandler:
         return grpc.method_handlers_generic_handler(
