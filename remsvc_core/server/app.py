@@ -27,6 +27,7 @@ from remsvc_core.server.grpc_options import server_options
 from remsvc_core.server.hardening import Protection, protect_process
 from remsvc_core.server.health import OPEN_METHODS, REMSVC, HealthService, add_standard_services
 from remsvc_core.server.journal import Journal
+from remsvc_core.server.limits import Limits
 from remsvc_core.server.logs import LOG_FORMAT, BackgroundLog, FileLog, ServerStreamHandler
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
@@ -221,6 +222,8 @@ async def _start(config: ServerConfig, files: _Files, descriptors_private: bool)
         audit=files.audit,
         extensions=config.extensions,
         batches=batches,
+        idle_timeout_s=config.idle_stream_timeout_s,
+        limits=Limits(config),
     )
     if batches is not None:
         batches.admit_through(service)

@@ -27,6 +27,7 @@ class Admission(Protocol):
     """The service's gates, log line and audit, as kept batches use them."""
 
     audit: Any
+    limits: Any
 
     def admit(self, request: Any, context: Any, identity: str) -> Any: ...
 
@@ -93,11 +94,15 @@ class BatchRegistry:
     def attach(self, identity: str, key: str, stream: StreamCall) -> KeptBatch:
         batch = self._batches.get((identity, key))
         if batch is None:
+            assert self._service is not None
+            ticket = self._service.limits.take(identity, commands=self._max_parallel, stream=False)
             try:
                 journal = self.journal.open(identity, key)
             except JournalFull as exc:
+                self._service.limits.release(ticket)
                 raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
             batch = KeptBatch(self, identity, key, journal, self._execution)
+            batch.ticket = ticket
             self._batches[(identity, key)] = batch
         batch.attach(stream)
         return batch
@@ -122,6 +127,8 @@ class BatchRegistry:
         if self._batches.get((batch.identity, batch.key)) is batch and batch.stream is None:
             del self._batches[(batch.identity, batch.key)]
             batch.journal.close()
+            assert self._service is not None
+            self._service.limits.release(batch.ticket)
 
     def describe(self, identity: str, key: str) -> dict[str, Any]:
         batch = self._batches.get((identity, key))
@@ -170,4 +177,6 @@ class BatchRegistry:
                 batch.grace.cancel()
             batch.kill_active(STOPPED)
             batch.journal.close()
+            if self._service is not None:
+                self._service.limits.release(batch.ticket)
         self._batches.clear()

@@ -33,7 +33,9 @@ from remsvc_core.printable import printable
 from remsvc_core.server.audit import AuditLog
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.batch_registry import BatchRegistry
+from remsvc_core.server.config import ServerConfig
 from remsvc_core.server.execution import Refusal
+from remsvc_core.server.limits import Limits
 from remsvc_core.server.outcome import ExecResult
 from remsvc_core.server.policy import CommandPolicy, Decision
 from remsvc_core.server.runner import CommandRunner
@@ -56,6 +58,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         extensions: frozenset[str] = frozenset(),
         batches: BatchRegistry | None = None,
         idle_timeout_s: float | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.runner = runner
         self.policy = policy
@@ -64,6 +67,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         self.extensions = extensions
         self.batches = batches
         self.idle_timeout_s = idle_timeout_s
+        self.limits = limits or Limits(ServerConfig())
         self.started = time.monotonic()
         self.commands_run = 0
         self.draining = False
@@ -90,8 +94,13 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
     async def RemCmd(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         identity, peer = current_identity.get(), context.peer()
         try:
+            ticket = self.limits.take(identity, commands=1, stream=False)
+        except Refusal as refused:
+            await context.abort(refused.code, refused.details)
+        try:
             decision = self.admit(request, context, identity)
         except Refusal as refused:
+            self.limits.release(ticket)
             await context.abort(refused.code, refused.details)
         began = time.monotonic()
         try:
@@ -99,6 +108,8 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         except asyncio.CancelledError:
             self.audit.cancelled(request, identity, peer, decision.reason, time.monotonic() - began)
             raise
+        finally:
+            self.limits.release(ticket)
         return self.report(request, result, time.monotonic() - began, identity, peer, decision)
 
     async def RemCmdStrm(

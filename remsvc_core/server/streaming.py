@@ -28,6 +28,7 @@ from grpc import aio
 from remsvc_core import extensions
 from remsvc_core.server.auth import current_identity
 from remsvc_core.server.execution import Execution, Refusal
+from remsvc_core.server.limits import Ticket
 from remsvc_core.server.outcome import ExecResult
 from remsvc_core.server.responses import heartbeat_message, output_messages, result_message
 
@@ -66,6 +67,7 @@ class StreamCall:
         # heartbeats alone (asked by default) leave results classic, and cheap to read.
         self.detailed = bool(self.granted & {extensions.BATCH, extensions.OUTPUT, extensions.USAGE})
         self.batch: KeptBatch | None = None
+        self.ticket: Ticket | None = None
         self.execution: Execution | None = None
         self.outbox: collections.deque[tuple[Any, int]] = collections.deque()
         self.outbox_bytes = 0
@@ -87,8 +89,13 @@ class StreamCall:
         if self.asked.asked:
             await self.context.send_initial_metadata(extensions.grant_metadata(self.granted))
         try:
+            # A kept batch holds its own command slots (it may run without a stream).
+            kept = extensions.BATCH in self.granted
+            slots = 0 if kept else self.service.max_parallel
+            self.ticket = self.service.limits.take(self.identity, commands=slots, stream=True)
             self._open()
         except Refusal as refusal:
+            self.service.limits.release(self.ticket)
             await self.context.abort(refusal.code, refusal.details)
         reader = asyncio.create_task(self._read(requests))
         self._arm_tick()
@@ -105,7 +112,12 @@ class StreamCall:
                     break
                 self.wakeup = self.loop.create_future()
                 await self.wakeup
-            await reader  # re-raises a failure reading the requests
+            if self.refusal is not None and not reader.done():
+                reader.cancel()  # the call ends now (idle, cancelled): read no more
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            else:
+                await reader  # re-raises a failure reading the requests
             if self.refusal is not None:
                 await self.context.abort(self.refusal.code, self.refusal.details)
         finally:
@@ -156,6 +168,8 @@ class StreamCall:
             self._wake()
 
     def _done(self) -> bool:
+        if self.refusal is not None and self.execution is not None and self._own_running() == 0:
+            return True  # refused, idle or cancelled, and nothing of this call runs
         if self.reading:
             return False
         if self.read_failed or not +self.unanswered:
@@ -173,6 +187,7 @@ class StreamCall:
     async def _close(self, reader: asyncio.Task[None]) -> None:
         # Reached on cancellation too (the client went away, a deadline, shutdown).
         self.closed = True
+        self.service.limits.release(self.ticket)
         for handle in (self.flush_handle, self.tick_handle):
             if handle is not None:
                 handle.cancel()
