@@ -117,6 +117,30 @@ def register(subparsers: Any) -> None:
     shaping.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
+    durable = parser.add_argument_group(
+        "durability and live output (servers that grant them: the reference server)"
+    )
+    durable.add_argument(
+        "--batch-key",
+        metavar="KEY",
+        help="name the batch so the server keeps it if this run dies: running the same "
+        "command with the same key re-attaches (finished commands are not run again); "
+        "`remsvc cancel --batch-key KEY` kills it",
+    )
+    durable.add_argument(
+        "--follow",
+        action="store_true",
+        help="print each command's output on stderr as it is printed, prefixed with its tid",
+    )
+    durable.add_argument(
+        "--output-dir",
+        metavar="DIR",
+        help="keep outputs larger than 8 MiB in files in DIR instead of memory (the "
+        "result names the file and its SHA-256)",
+    )
+    durable.add_argument(
+        "--usage", action="store_true", help="ask what each command cost (CPU, memory, time)"
+    )
     parser.set_defaults(func=execute)
 
 
@@ -179,10 +203,20 @@ def execute(args: argparse.Namespace) -> int:
     pipeline = resolve_handler(handler_spec(args.handler))
     collector = ResultCollector()
     hooks: list[object] = [collector, *pipeline.result_hooks()]
-    if not args.no_progress and sys.stderr.isatty():
+    if args.follow:
+        from remsvc_core.watch import StreamWatch
+
+        hooks.append(StreamWatch(_stderr_line, progress=False))
+    elif not args.no_progress and sys.stderr.isatty():
         from remsvc_core.cli.progress import ProgressBar
 
         hooks.append(ProgressBar(len(commands), sys.stderr, is_success=pipeline.is_success))
+    options = {
+        "batch_key": args.batch_key,
+        "follow": args.follow,
+        "usage": args.usage,
+        "spill_dir": args.output_dir,
+    }
     output_format = args.output or ("table" if sys.stdout.isatty() else "json")
 
     try:
@@ -191,8 +225,15 @@ def execute(args: argparse.Namespace) -> int:
         # a little longer, so that --timeout is the one limit the user ever meets.
         embedded = {"cmd_timeout_ms": round((args.timeout + _EMBEDDED_SLACK_S) * 1000)}
         with server_settings(args, **embedded) as channel:
-            outcome = _run(commands, channel, args.timeout, hooks)
+            outcome = _run(commands, channel, args.timeout, hooks, options)
     except KeyboardInterrupt:
+        if args.batch_key:
+            print(
+                f"remsvc: batch {args.batch_key!r} goes on on a server that keeps batches: run "
+                "the same command again to re-attach, or `remsvc cancel --batch-key "
+                f"{args.batch_key}` to kill it",
+                file=sys.stderr,
+            )
         # Whatever arrived before Ctrl-C is still worth printing.
         outcome = StreamOutcome(
             commands=commands,
@@ -227,11 +268,19 @@ def execute(args: argparse.Namespace) -> int:
 
 
 def _run(
-    commands: list[Command], settings: ChannelSettings, timeout: float, hooks: list[object]
+    commands: list[Command],
+    settings: ChannelSettings,
+    timeout: float,
+    hooks: list[object],
+    options: dict[str, Any],
 ) -> StreamOutcome:
     from remsvc_core.engine import run_commands_sync
 
-    return run_commands_sync(commands, settings, stream_timeout=timeout, hooks=hooks)
+    return run_commands_sync(commands, settings, stream_timeout=timeout, hooks=hooks, **options)
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class ResultCollector:
