@@ -28,6 +28,7 @@ import grpc
 
 from remsvc_core import extensions
 from remsvc_core.output import capped_text
+from remsvc_core.server.capture import CLASSIC_CAP
 from remsvc_core.server.execution import Execution, Refusal
 from remsvc_core.server.journal import BatchJournal
 from remsvc_core.server.outcome import ExecResult, ResourceUsage
@@ -263,13 +264,15 @@ class KeptBatch:
         interrupted = bool(record.get("interrupted"))
         streamed = stream.live_output and not record.get("err_text") and not interrupted
         cap = int(record.get("cap") or self.registry.output_cap)
+        if not streamed:
+            cap = min(cap, CLASSIC_CAP)  # a classic result never carries more
         if streamed or record.get("timed_out"):
             out = err = ""  # streamed: sent as chunks; timed out: discarded, as upstream does
         if not streamed:
             if not record.get("timed_out"):
-                out = capped_text(self._spooled(request.tid, 1), record["out_truncated"], cap)
-            err = record.get("err_text") or capped_text(
-                self._spooled(request.tid, 2), record["err_truncated"], cap
+                out = self._kept_text(request.tid, 1, record["out_truncated"], cap)
+            err = record.get("err_text") or self._kept_text(
+                request.tid, 2, record["err_truncated"], cap
             )
         usage = record.get("usage")
         result = ExecResult(
@@ -303,6 +306,12 @@ class KeptBatch:
             data = self._spooled(tid, fd)
             if data:
                 stream.deliver_output(tid, fd, data, 0)
+
+    def _kept_text(self, tid: int, fd: int, truncated: bool, cap: int) -> str:
+        data = self._spooled(tid, fd)
+        if len(data) > cap:
+            return capped_text(data[:cap], True, cap)
+        return capped_text(data, truncated, cap)
 
     def _spooled(self, tid: int, fd: int) -> bytes:
         with contextlib.suppress(FileNotFoundError):

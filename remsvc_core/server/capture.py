@@ -16,10 +16,14 @@ from collections.abc import Callable
 
 from remsvc_core.output import capped_text, truncation_marker
 
-__all__ = ["READ_SIZE", "OutputCapture", "read_pipe", "truncation_marker"]
+__all__ = ["CLASSIC_CAP", "READ_SIZE", "OutputCapture", "read_pipe", "truncation_marker"]
 
 # One read per readiness event, as asyncio's pipe transports do.
 READ_SIZE = 256 * 1024
+#: The most a classic result carries of stdout and of stderr, whatever output_cap_bytes
+#: says: both go in one message, and gRPC messages stop at 2 GiB. Clients that take live
+#: output (output/1) get up to the full cap, since their output never rides in one.
+CLASSIC_CAP = 256 * 1024 * 1024
 
 
 class OutputCapture:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from remsvc_core.server.capture import OutputCapture, read_pipe
+from remsvc_core.server.capture import CLASSIC_CAP, OutputCapture, read_pipe
 from remsvc_core.server.children import Children
 from remsvc_core.server.exits import exit_code, exit_status, reap_with_usage
 from remsvc_core.server.killing import kill_group
@@ -146,6 +146,8 @@ class RunningCommand:
         on_output: Callable[[int, bytes], None] | None = None,
         want_usage: bool = False,
     ) -> None:
+        # A classic result must fit one message; live output is sent as it comes.
+        cap = limits.output_cap if on_output is not None else min(limits.output_cap, CLASSIC_CAP)
         self.pid = spawned.child.pid
         self._started = time.monotonic()
         self._want_usage = want_usage
@@ -155,12 +157,8 @@ class RunningCommand:
         self._limits = limits
         self._loop = loop
         self._on_done = on_done
-        self._out = OutputCapture(
-            limits.output_cap, functools.partial(on_output, 1) if on_output else None
-        )
-        self._err = OutputCapture(
-            limits.output_cap, functools.partial(on_output, 2) if on_output else None
-        )
+        self._out = OutputCapture(cap, functools.partial(on_output, 1) if on_output else None)
+        self._err = OutputCapture(cap, functools.partial(on_output, 2) if on_output else None)
         self._out_fd = spawned.out_fd
         self._err_fd = spawned.err_fd
         self._pidfd = -1

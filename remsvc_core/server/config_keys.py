@@ -119,7 +119,7 @@ KEYS: tuple[ConfigKey, ...] = (
     ConfigKey(
         # 256 MiB: a response holds stdout and stderr at the cap, each up to 3 times
         # larger once undecodable bytes become U+FFFD, within gRPC's 2 GiB message limit.
-        "server", "output_cap_bytes", "output_cap_bytes", Integer(1, 1 << 28),
+        "server", "output_cap_bytes", "output_cap_bytes", Integer(1, 1 << 40),
         "the most bytes kept of each command's stdout and of its stderr",
         upstream=False,
     ),

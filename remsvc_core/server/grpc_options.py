@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import sys
 
+from remsvc_core.server.capture import CLASSIC_CAP
 from remsvc_core.server.config import ServerConfig
 from remsvc_core.settings import MIN_KEEPALIVE_S
 
@@ -73,7 +74,8 @@ def request_limit() -> int:
 
 def response_limit(config: ServerConfig) -> int:
     """The send limit: a response with both outputs at the cap always fits."""
-    return max(_RESPONSE_FLOOR, 6 * config.output_cap_bytes + (1 << 20))
+    cap = min(config.output_cap_bytes, CLASSIC_CAP)  # a classic result never carries more
+    return max(_RESPONSE_FLOOR, 6 * cap + (1 << 20))
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
