@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 from deploy_airflow import TRIGGERER_HEALTH_THRESHOLD_S, AirflowDeployment
 from deploy_remsvc import TASK_ID, connection_uri, launch_tls_server, start_deferred_run
-from support.server_process import ServerProcess, process_gone, wait_for_pid_file, wait_until_gone
+from support.server_process import (
+    ServerProcess,
+    kill_orphaned_commands,
+    process_gone,
+    wait_for_pid_file,
+    wait_until_gone,
+)
 from test_deployment_triggerers import gate_command, wait_for_lines
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow, pytest.mark.timeout(480)]
@@ -239,6 +245,7 @@ def test_a_server_restarted_mid_batch_never_runs_a_command_twice(
         server.close()
         if restarted is not None:
             restarted.close()
+        kill_orphaned_commands(str(records))  # a SIGKILLed server's "sleep 120" outlives it
     assert (runs(records, "first"), runs(records, "second"), runs(records, "third")) == (1, 1, 1)
     log = api.task_log(dag_id, run_id, TASK_ID)
     expected = "interrupted" if how == "SIGKILL" else "killed: the server was stopped"

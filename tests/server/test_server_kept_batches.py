@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.server_process import kill_orphaned_commands
 
 from remsvc_core.engine import run_commands, run_commands_sync
 from remsvc_core.hookspecs import hookimpl
@@ -240,6 +241,8 @@ def test_a_restarted_server_remembers_what_finished_and_never_runs_it_again(
     assert _lines(log) == ["one", "two", "three"]  # "two" never ran a second time
     for process in (first, second):
         assert "Traceback" not in process.log_text()
+    if how == "SIGKILL":  # its "sleep 30" outlived the killed server, as documented
+        assert kill_orphaned_commands(str(log)) >= 1
 
 
 def test_identities_never_see_each_others_batches(kept: Callable[..., Any], tmp_path: Path) -> None:

@@ -286,3 +286,25 @@ def run_stream(
         # Only code() and details(): debug_error_string() can block on a failed call.
         return StreamRun(responses, error.code(), error.details() or "")
     return StreamRun(responses, grpc.StatusCode.OK, "")
+
+
+def kill_orphaned_commands(marker: str) -> int:
+    """SIGKILL the process group of every command whose command line holds ``marker``.
+
+    A server killed with SIGKILL cannot kill the commands it was running (its docs say
+    so); a test that does that cleans up after itself with this. Returns how many.
+    """
+    killed = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if marker.encode() in cmdline:
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgid(int(name)), signal.SIGKILL)
+                killed += 1
+    return killed
