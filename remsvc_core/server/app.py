@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import signal
-import sys
 import tempfile
 
 import grpc
@@ -28,7 +27,7 @@ from remsvc_core.server.hardening import Protection, protect_process
 from remsvc_core.server.health import OPEN_METHODS, REMSVC, HealthService, add_standard_services
 from remsvc_core.server.journal import Journal
 from remsvc_core.server.limits import Limits
-from remsvc_core.server.logs import BackgroundLog, FileLog, LineFormatter, ServerStreamHandler
+from remsvc_core.server.logs import BackgroundLog, FileLog, server_stderr_log
 from remsvc_core.server.policy import CommandPolicy
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.service import RemSvcExtService, RemSvcService
@@ -389,13 +388,7 @@ def serve(config: ServerConfig, *, port_file: str | None = None) -> None:
     root = logging.getLogger()
     stderr_log = None
     if not root.handlers:
-        handler = ServerStreamHandler(sys.stderr)
-        handler.setFormatter(LineFormatter())
-        # This process is the server's: its records need no thread or process names.
-        logging.logThreads = False
-        logging.logProcesses = False
-        logging.logMultiprocessing = False
-        stderr_log = BackgroundLog(handler)
+        stderr_log = server_stderr_log()
         root.addHandler(stderr_log.handler)
     try:
         asyncio.run(_serve(config, port_file, stderr_log, protection))

@@ -319,3 +319,15 @@ class FileLog:
         elif self._shared is not None:
             self._shared.remove_target(self.handler)
             self.handler.close()
+
+
+def server_stderr_log() -> BackgroundLog:
+    """The log to stderr of a process that is only the server (``serve()``)."""
+    handler = ServerStreamHandler(sys.stderr)
+    handler.setFormatter(LineFormatter())
+    # The process is the server's: its records need no thread or process names, and
+    # not looking them up is a tenth of what a record costs.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    return BackgroundLog(handler)

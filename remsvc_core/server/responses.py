@@ -16,7 +16,10 @@ from remsvc_core.wire import pb
 __all__ = ["MAX_CHUNK", "heartbeat_message", "output_messages", "result_message"]
 
 #: The most bytes one live-output message carries (the contract's bound).
-MAX_CHUNK = 64 * 1024
+# Large enough that a command printing fast is sent in few messages (each costs the
+# same fixed work in gRPC, whatever its size), small enough for any gRPC peer's
+# default 4 MiB receive limit.
+MAX_CHUNK = 1024 * 1024
 
 
 def result_message(

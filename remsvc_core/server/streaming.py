@@ -8,7 +8,7 @@ command starts, running commands' output is left in their pipes) until the clien
 catches up, so a client that never reads costs bounded memory.
 
 Live output is gathered per command and stream and sent at most every
-:data:`FLUSH_S`, in pieces of at most 64 KiB, always before that command's result.
+:data:`FLUSH_S`, in pieces of at most 1 MiB, always before that command's result.
 Heartbeats go out when the call was silent for the interval while a command ran.
 """
 
@@ -30,7 +30,12 @@ from remsvc_core.server.auth import current_identity
 from remsvc_core.server.execution import Execution, Refusal
 from remsvc_core.server.limits import Ticket
 from remsvc_core.server.outcome import ExecResult
-from remsvc_core.server.responses import heartbeat_message, output_messages, result_message
+from remsvc_core.server.responses import (
+    MAX_CHUNK,
+    heartbeat_message,
+    output_messages,
+    result_message,
+)
 
 if TYPE_CHECKING:
     from remsvc_core.server.batches import KeptBatch
@@ -40,7 +45,7 @@ __all__ = ["StreamCall"]
 
 log = logging.getLogger("remsvc.server")
 
-#: Live output is sent at most this often per call (and at once past 64 KiB).
+#: Live output is sent at most this often per call (and at once past MAX_CHUNK).
 FLUSH_S = 0.1
 # The outbox's bounds: past HIGH the execution pauses, under LOW it resumes.
 _HIGH_MESSAGES, _LOW_MESSAGES = 64, 16
@@ -232,14 +237,14 @@ class StreamCall:
     # -- the outbox ------------------------------------------------------------------
 
     def deliver_output(self, tid: int, fd: int, data: bytes, offset: int) -> None:
-        """Gather live output; it goes out at the next flush (or now, past 64 KiB)."""
+        """Gather live output; it goes out at the next flush (or now, past MAX_CHUNK)."""
         key = (tid, fd)
         pending = self.pending_output.get(key)
         if pending is None:
             self.pending_output[key] = (offset, bytearray(data))
         else:
             pending[1].extend(data)
-        if len(self.pending_output[key][1]) >= 64 * 1024:
+        if len(self.pending_output[key][1]) >= MAX_CHUNK:
             self._flush_output(key)
         elif self.flush_handle is None:
             self.flush_handle = self.loop.call_later(FLUSH_S, self._flush_all)

@@ -29,6 +29,7 @@ def client_site(tmp_path: Path, tls_files) -> Iterator[Site]:  # type: ignore[no
         tls_cert=tls_files.server_cert,
         tls_key=tls_files.server_key,
         auth={"analyst": SITE_TOKEN},
+        batch_state_dir=str(tmp_path / "batches"),  # the kept-batch examples need it
         source="<docs site>",
     )
     with EmbeddedServer(config) as server:

@@ -43,7 +43,10 @@ def launch(server_process, **overrides):
     wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
     prlimit = shutil.which("prlimit")
     prefix = [prlimit, f"--nofile={wanted}:{hard}", "--"] if prlimit and soft < wanted else []
-    return server_process(max_parallel=PER_STREAM, prefix=prefix, **overrides)
+    # 500 at once is past the default [limits] (256 per identity): this test is about
+    # killing them, so the limits are raised as an operator running this load would.
+    limits = {"max_commands": 1000, "identity_max_commands": 1000}
+    return server_process(max_parallel=PER_STREAM, prefix=prefix, **limits, **overrides)
 
 
 def streams(settings: ChannelSettings, marker: str) -> list[asyncio.Task]:
