@@ -39,7 +39,7 @@ class Admission(Protocol):
         identity: str,
         peer: str,
         decision: Any,
-    ) -> Any: ...
+    ) -> None: ...
 
 
 class BatchRegistry:

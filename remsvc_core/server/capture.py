@@ -11,6 +11,8 @@ read (``forward``) and not kept: a command may print gigabytes in small memory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from collections.abc import Callable
 
@@ -18,8 +20,15 @@ from remsvc_core.output import capped_text, truncation_marker
 
 __all__ = ["CLASSIC_CAP", "READ_SIZE", "OutputCapture", "read_pipe", "truncation_marker"]
 
-# One read per readiness event, as asyncio's pipe transports do.
 READ_SIZE = 256 * 1024
+#: A pipe holds 64 KiB, so a fast writer wakes the server every 64 KiB. Once a command
+#: has printed this much, its pipe is grown to GROWN_PIPE: a sixteenth of the wake-ups
+#: for big outputs, and no kernel memory reserved for the many commands that print
+#: little (the per-user pipe budget, fs.pipe-user-pages-soft, is shared).
+GROW_PIPE_AFTER = 1024 * 1024
+GROWN_PIPE = 1024 * 1024
+# Enough reads to empty a grown pipe and see its end of file in the same wake-up.
+_READS_PER_WAKE = GROWN_PIPE // READ_SIZE + 1
 #: The most a classic result carries of stdout and of stderr, whatever output_cap_bytes
 #: says: both go in one message, and gRPC messages stop at 2 GiB. Clients that take live
 #: output (output/1) get up to the full cap, since their output never rides in one.
@@ -33,7 +42,7 @@ class OutputCapture:
     kept; ``size`` counts them either way.
     """
 
-    __slots__ = ("cap", "data", "forward", "size", "truncated")
+    __slots__ = ("cap", "data", "forward", "grown", "size", "truncated")
 
     def __init__(self, cap: int, forward: Callable[[bytes], None] | None = None) -> None:
         self.cap = cap
@@ -41,6 +50,7 @@ class OutputCapture:
         self.forward = forward
         self.size = 0
         self.truncated = False
+        self.grown = False
 
     def add(self, chunk: bytes) -> None:
         room = self.cap - self.size
@@ -63,16 +73,21 @@ class OutputCapture:
 
 def read_pipe(fd: int, capture: OutputCapture) -> bool:
     """Read what the (non-blocking) pipe holds into ``capture``; True at end of file."""
-    # After a chunk, read once more: a command that printed and exited has usually
+    # Read until the pipe is empty: a command that printed and exited has usually
     # closed the pipe already, and seeing that now saves a loop turn.
-    for _ in range(2):
+    for _ in range(_READS_PER_WAKE):
         try:
             chunk = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return False
+            break
         except OSError:
             return True
         if not chunk:
             return True
         capture.add(chunk)
+    if not capture.grown and (capture.size >= GROW_PIPE_AFTER or capture.truncated):
+        capture.grown = True
+        # Over the user's pipe budget (EPERM) the pipe stays as it was.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, GROWN_PIPE)
     return False

@@ -72,7 +72,7 @@ def output_messages(tid: int, fd: int, data: bytes, offset: int) -> Iterator[Any
     """``data`` of command ``tid`` as live-output messages of at most :data:`MAX_CHUNK`."""
     view = memoryview(data)
     for start in range(0, len(data), MAX_CHUNK):
-        piece = bytes(view[start : start + MAX_CHUNK])
+        piece = data if len(data) <= MAX_CHUNK else bytes(view[start : start + MAX_CHUNK])
         yield pb.RemResMsg(
             tid=tid,
             ext=pb.RemResExt(output=pb.OutputChunk(fd=fd, data=piece, offset=offset + start)),

@@ -38,6 +38,7 @@ from remsvc_core.server.execution import Refusal
 from remsvc_core.server.limits import Limits
 from remsvc_core.server.outcome import ExecResult
 from remsvc_core.server.policy import CommandPolicy, Decision
+from remsvc_core.server.responses import result_message
 from remsvc_core.server.runner import CommandRunner
 from remsvc_core.server.streaming import StreamCall
 from remsvc_core.wire import pb, pb_grpc
@@ -110,7 +111,8 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
             raise
         finally:
             self.limits.release(ticket)
-        return self.report(request, result, time.monotonic() - began, identity, peer, decision)
+        self.report(request, result, time.monotonic() - began, identity, peer, decision)
+        return result_message(request.tid, request.hsh, result)
 
     async def RemCmdStrm(
         self, request_iterator: AsyncIterator[Any], context: aio.ServicerContext[Any, Any]
@@ -165,8 +167,8 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         identity: str,
         peer: str,
         decision: Decision,
-    ) -> Any:
-        """Log and audit the finished command (one INFO line each) and build its response."""
+    ) -> None:
+        """Log and audit the finished command (one INFO line each)."""
         self.commands_run += 1
         if log.isEnabledFor(logging.INFO):
             # One line per command, so built the cheap way: a record made directly skips
@@ -193,9 +195,6 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
         self.audit.command(request, identity, peer, decision.reason, result, duration_s)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("command tid=%d cmd=%r pid=%s", request.tid, request.cmd[:200], result.pid)
-        return pb.RemResMsg(
-            rc=result.rc, tid=request.tid, out=result.out, err=result.err, hsh=request.hsh
-        )
 
 
 class RemSvcExtService(pb_grpc.RemSvcExtServicer):  # type: ignore[misc]

@@ -56,6 +56,17 @@ _STOP_WAIT_S = 5.0
 _KEPT_BACKLOG = 1024
 
 
+class _Pending:
+    """Live output of one pipe waiting for the next flush."""
+
+    __slots__ = ("chunks", "offset", "size")
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+
 class StreamCall:
     """One RemCmdStrm call, from its metadata to its status."""
 
@@ -78,7 +89,8 @@ class StreamCall:
         self.outbox_bytes = 0
         self.paused = False
         self.unanswered: collections.Counter[int] = collections.Counter()
-        self.pending_output: dict[tuple[int, int], tuple[int, bytearray]] = {}
+        # (tid, fd) -> the offset of the first byte not sent, and the chunks since.
+        self.pending_output: dict[tuple[int, int], _Pending] = {}
         self.flush_handle: asyncio.TimerHandle | None = None
         self.tick_handle: asyncio.TimerHandle | None = None
         self.wakeup: asyncio.Future[None] | None = None
@@ -241,10 +253,10 @@ class StreamCall:
         key = (tid, fd)
         pending = self.pending_output.get(key)
         if pending is None:
-            self.pending_output[key] = (offset, bytearray(data))
-        else:
-            pending[1].extend(data)
-        if len(self.pending_output[key][1]) >= MAX_CHUNK:
+            pending = self.pending_output[key] = _Pending(offset)
+        pending.chunks.append(data)
+        pending.size += len(data)
+        if pending.size >= MAX_CHUNK:
             self._flush_output(key)
         elif self.flush_handle is None:
             self.flush_handle = self.loop.call_later(FLUSH_S, self._flush_all)
@@ -293,8 +305,12 @@ class StreamCall:
             self._flush_output(key)
 
     def _flush_output(self, key: tuple[int, int]) -> None:
-        offset, data = self.pending_output.pop(key)
-        for message in output_messages(key[0], key[1], bytes(data), offset):
+        pending = self.pending_output.pop(key)
+        chunks = pending.chunks
+        # Chunks are joined once, here: appending each to a growing buffer copied
+        # every byte twice more on the way to a message.
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        for message in output_messages(key[0], key[1], data, pending.offset):
             self._enqueue(message, len(message.ext.output.data) + 32)
 
     def _enqueue(self, message: Any, size: int) -> None:

@@ -48,3 +48,16 @@ def test_raw_results_use_the_original_six_keys_in_command_order() -> None:
     raw = _outcome().raw_results()
     assert list(raw) == sorted(raw)
     assert set(raw[10]) == {"tid", "rc", "out", "err", "hsh", "cmd"}
+
+
+def test_reprs_stay_short_whatever_the_output() -> None:
+    """asyncio.run() formats its main task's result when it ends (Python 3.11): a repr
+    as long as the output made a 64 MiB result cost a second and 64 MiB more."""
+    big = "x" * (8 << 20)
+    result = CommandResult(tid=1, rc=0, out=big, err="", hsh="h", cmd="cat big")
+    outcome = StreamOutcome(commands=[], results={1: result}, target="db1:50051")
+    assert len(repr(result)) < 300
+    assert "8388608 chars" in repr(result)
+    assert "cat big" in repr(result)
+    assert len(repr(outcome)) < 300
+    assert "1 of 0 result(s)" in repr(outcome)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 
-from remsvc_core.server.capture import OutputCapture, read_pipe, truncation_marker
+from remsvc_core.server.capture import (
+    GROW_PIPE_AFTER,
+    GROWN_PIPE,
+    OutputCapture,
+    read_pipe,
+    truncation_marker,
+)
 
 
 def test_output_under_and_at_the_cap_is_kept_whole():
@@ -61,6 +69,37 @@ def test_read_pipe_takes_what_is_there_and_reports_end_of_file():
         write_end = -1
         assert read_pipe(read_end, capture) is True
         assert capture.text() == "hello world"
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+
+
+def test_a_pipe_that_carries_a_lot_is_grown_and_read_whole() -> None:
+    """A fast writer wakes the server every 64 KiB of a default pipe: once a command
+    has printed GROW_PIPE_AFTER bytes its pipe is grown, and each wake-up reads it all."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    capture = OutputCapture(cap=64 << 20)
+    payload = bytes(range(256)) * 1024  # 256 KiB per write
+    try:
+        os.set_blocking(write_end, False)
+        written = 0
+        for _ in range(1000):  # bounded: each turn moves at least a pipe's worth
+            if written >= GROW_PIPE_AFTER + len(payload):
+                break
+            # Fill what the pipe holds, then drain it as the event loop would.
+            with contextlib.suppress(BlockingIOError):
+                written += os.write(write_end, payload)
+            read_pipe(read_end, capture)
+        assert capture.grown
+        assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) == GROWN_PIPE
+        os.write(write_end, payload)  # a whole grown pipe's worth...
+        os.close(write_end)
+        write_end = -1
+        assert read_pipe(read_end, capture)  # ...and its end of file, in one call
+        assert capture.size == written + len(payload)
+        assert bytes(capture.data[:512]) == payload[:512]
     finally:
         os.close(read_end)
         if write_end >= 0:
