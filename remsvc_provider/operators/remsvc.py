@@ -63,7 +63,8 @@ class RemSvcOperator(BaseOperator):
         on the worker, for installations without a triggerer.
     """
 
-    template_fields: Sequence[str] = ("commands", "metadata")
+    # The three fields 1.0.0 templated: DAGs written for it pass "{{ params.conn }}".
+    template_fields: Sequence[str] = ("grpc_conn_id", "commands", "metadata")
     template_fields_renderers = {"commands": "json", "metadata": "json"}
     ui_color = "#d6ecf3"
 

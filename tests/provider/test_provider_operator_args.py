@@ -35,7 +35,7 @@ def test_original_parameters_and_defaults() -> None:
     assert op.stream_timeout == 3600.0
     assert op.result_handler is None
     assert op.deferrable is True
-    assert tuple(RemSvcOperator.template_fields) == ("commands", "metadata")
+    assert tuple(RemSvcOperator.template_fields) == ("grpc_conn_id", "commands", "metadata")
 
 
 @pytest.mark.parametrize(
