@@ -110,6 +110,20 @@ class RemSvcOperator(BaseOperator):
 
     # -- running --
 
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render, then check ``metadata`` before Airflow stores the rendered values.
+
+        Airflow keeps every rendered template field (``rendered_task_instance_fields``)
+        as soon as rendering ends; a token templated into ``metadata`` must be refused
+        before that, and never be kept: its values are blanked on the way out.
+        """
+        super().render_template_fields(context, jinja_env)
+        try:
+            check_metadata(self.metadata)
+        except RemSvcError as exc:
+            self.metadata = _blanked(self.metadata)
+            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from None
+
     def execute(self, context: Any) -> Any:
         commands = self._rendered_commands(context)
         metadata = self._rendered_metadata()
@@ -208,7 +222,9 @@ class RemSvcOperator(BaseOperator):
 
     def _rendered_commands(self, context: Any) -> list[Command]:
         try:
-            return validate_commands(self.commands, default_src=default_src(context))
+            return validate_commands(
+                self.commands, default_src=default_src(context), on_unknown_keys=self.log.warning
+            )
         except RemSvcError as exc:
             raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
 
@@ -220,6 +236,10 @@ class RemSvcOperator(BaseOperator):
 
 
 _NOT_GIVEN: Any = object()
+
+
+def _ignore(message: str) -> None:
+    pass
 
 
 def check_static_arguments(
@@ -238,9 +258,12 @@ def check_static_arguments(
     try:
         check_stream_timeout(stream_timeout)
         if commands is not _NOT_GIVEN and is_static(commands):
-            validate_commands(commands)
+            # Unknown keys are reported when the task runs, in its log; not on every parse.
+            validate_commands(commands, on_unknown_keys=_ignore)
         if is_static(metadata):
             check_metadata(metadata)
+        else:
+            check_static_metadata_keys(metadata)
         return resolve_handler(result_handler)
     except RemSvcError as exc:
         raise AirflowException(f"RemSvc task {task_id!r}: {exc}") from exc
@@ -251,13 +274,36 @@ def check_stream_timeout(stream_timeout: Any) -> None:
         check_timeout(stream_timeout)
 
 
+_METADATA_WHY = "operator arguments are stored in the metadata database"
+_METADATA_FIX = (
+    "Put the token in the connection (its Bearer token field, the Password; or the "
+    "bearer_token extra)"
+)
+
+
 def check_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
     """Validate extra call metadata; a credential in it would be stored in plain text."""
-    return user_metadata(
-        metadata or (),
-        why="operator arguments are stored in the metadata database",
-        fix="Put the token in the connection's bearer_token field",
-    )
+    return user_metadata(metadata or (), why=_METADATA_WHY, fix=_METADATA_FIX)
+
+
+def check_static_metadata_keys(metadata: Any) -> None:
+    """Refuse a literal ``authorization`` key even when its value is templated: the
+    rendered value would be a token stored with the rendered fields."""
+    if not isinstance(metadata, (list, tuple)):
+        return
+    for item in metadata:
+        if isinstance(item, (list, tuple)) and len(item) == 2 and is_static(item[0]):
+            user_metadata([(item[0], "")], why=_METADATA_WHY, fix=_METADATA_FIX)
+
+
+def _blanked(metadata: Any) -> Any:
+    """``metadata`` with every value replaced, so a refused token is not kept."""
+    if isinstance(metadata, (list, tuple)):
+        return [
+            [item[0], "***"] if isinstance(item, (list, tuple)) and len(item) == 2 else "***"
+            for item in metadata
+        ]
+    return "***"
 
 
 def is_static(value: Any) -> bool:

@@ -43,7 +43,7 @@ def test_original_parameters_and_defaults() -> None:
     [
         ({"commands": [{"cmd": "   "}]}, "commands[0].cmd is blank"),
         ({"commands": []}, "commands is empty"),
-        ({"commands": [{"cmd": "ls", "tid": 4}]}, "unknown field(s) 'tid'"),
+        ({"commands": [{"cmd": "ls", "tid": 4, "cmdtyp": "0"}]}, "cmdtyp must be 0 (shell) or 1"),
         ({"commands": [{"cmd": "ls", "cmdtyp": 5}]}, "cmdtyp must be 0 (shell) or 1"),
         ({"commands": "hostname"}, "commands must be a list"),
         ({"commands": ["ls"], "result_handler": "no_such_handler"}, "dataframe"),
