@@ -23,7 +23,7 @@ from remsvc_core.handlers import ResultPipeline, resolve_handler
 from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import check_timeout, user_metadata
 from remsvc_core.verdict import judge
-from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator
+from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator, conf
 from remsvc_provider._failure import failure_message
 from remsvc_provider.hooks.remsvc import RemSvcHook
 from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
@@ -59,8 +59,9 @@ class RemSvcOperator(BaseOperator):
         name (``"dataframe"``), a list of names (a pipeline, left to right), a name
         with options (``{"name": "rc_filter", "options": {...}}``), a Python callable
         taking ``{tid: result_dict}``, or None for the default (a list sorted by tid).
-    :param deferrable: run the stream in the triggerer (default). ``False`` runs it
-        on the worker, for installations without a triggerer.
+    :param deferrable: run the stream in the triggerer; ``False`` runs it on the
+        worker, for installations without a triggerer. Defaults to Airflow's
+        ``[operators] default_deferrable``, like every current provider's operators.
     """
 
     # The three fields 1.0.0 templated: DAGs written for it pass "{{ params.conn }}".
@@ -76,7 +77,7 @@ class RemSvcOperator(BaseOperator):
         stream_timeout: float = 3600.0,
         metadata: Any = None,
         result_handler: Any = None,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -85,7 +86,7 @@ class RemSvcOperator(BaseOperator):
         self.stream_timeout = stream_timeout
         self.metadata = [] if metadata is None else metadata
         self.result_handler = result_handler
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         # Checked now, so a DAG with a typo fails when it is parsed, not on a worker.
         self._pipeline = check_static_arguments(
             task_id=self.task_id,
@@ -317,6 +318,12 @@ def is_static(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(is_static(item) for item in value)
     return False  # an XComArg, a template object, anything resolved at run time
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, read when the operator is built (not when this
+    module is imported), so a changed setting applies to the next parse."""
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def default_src(context: Any) -> str:

@@ -133,6 +133,8 @@ class AirflowDeployment:
             "DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
             "TRIGGERER__JOB_HEARTBEAT_SEC": str(TRIGGERER_HEARTBEAT_S),
             "TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_HEALTH_THRESHOLD_S),
+            # RemSvcOperator's deferrable follows this; these tests are about triggerers.
+            "OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
         environment = _parent_environment()
         environment.update({f"AIRFLOW__{key}": value for key, value in settings.items()})
