@@ -24,7 +24,9 @@ EXPECTED_DAGS = {
 
 @pytest.fixture(scope="module")
 def example_bag() -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_runs import dag_bag_api
+
+    DagBag, _ = dag_bag_api()
 
     return DagBag(dag_folder=str(EXAMPLES))
 
