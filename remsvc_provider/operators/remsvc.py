@@ -25,6 +25,7 @@ from remsvc_core.settings import check_timeout, user_metadata
 from remsvc_core.verdict import judge
 from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator, conf
 from remsvc_provider._failure import failure_message
+from remsvc_provider._lineage import lineage_record, operator_lineage, report_to_hook
 from remsvc_provider.hooks.remsvc import RemSvcHook
 from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
 
@@ -179,6 +180,8 @@ class RemSvcOperator(BaseOperator):
     # -- reporting --
 
     def _report(self, context: Any, outcome: StreamOutcome) -> Any:
+        self._lineage = lineage_record(outcome, self.grpc_conn_id)
+        report_to_hook(RemSvcHook(grpc_conn_id=self.grpc_conn_id), self._lineage)
         pipeline = self._pipeline
         raw = outcome.raw_results()
         judged = judge(outcome, pipeline.accepted_rcs)
@@ -205,6 +208,11 @@ class RemSvcOperator(BaseOperator):
         if outcome.status_code in NOT_RETRIED_STATUS:
             raise AirflowFailException(f"{message} (not retried: a retry cannot fix this)")
         raise AirflowException(message)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage facets (the OpenLineage provider calls this after the task ran):
+        the server as the namespace, the commands' hashes and counts in a run facet."""
+        return operator_lineage(getattr(self, "_lineage", None))
 
     def _push(self, context: Any, state: str, results: Any, error_msg: str | None) -> None:
         """Push the failure's XCom ourselves: a task that raises returns nothing."""

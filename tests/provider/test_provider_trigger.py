@@ -244,3 +244,35 @@ def test_handler_result_hooks_run_in_the_triggerer(
     assert [row["tid"] for row in pushed["results"]] == [1]
     assert "stopper saw tid 1" in pushed["error_msg"]
     assert "no result for tid(s) 2, 3" in pushed["error_msg"]
+
+
+# -- lineage --
+
+
+def test_openlineage_facets_name_the_server_and_the_commands(tls_conn: str) -> None:
+    """The OpenLineage provider's own extractor reads the operator's facets after the
+    task resumed from a real trigger event."""
+    pytest.importorskip("airflow.providers.openlineage")
+    from airflow.providers.openlineage.extractors.base import DefaultExtractor
+    from openlineage.client.serde import Serde
+
+    from remsvc_core.hashing import command_hash
+    from remsvc_provider.operators.remsvc import RemSvcOperator
+
+    commands = [{"cmd": "echo lineage"}, {"cmd": "exit 0"}]
+    operator = RemSvcOperator(task_id="lineage", commands=commands)
+    trigger = make_trigger(grpc_conn_id=tls_conn, commands=commands)
+    event = asyncio.run(first_event(trigger))
+
+    before = DefaultExtractor(operator).extract_on_complete(None)
+    pushed = operator.execute_complete({}, event.payload)
+    lineage = DefaultExtractor(operator).extract_on_complete(None)
+
+    assert before is None  # nothing ran yet: nothing to say
+    assert pushed["state"] == "SUCCESS"
+    facet = json.loads(Serde.to_json(lineage.run_facets["remsvc"]))
+    assert facet["namespace"].startswith("remsvc://localhost:")
+    assert facet["commandHashes"] == [command_hash("echo lineage"), command_hash("exit 0")]
+    assert (facet["commands"], facet["results"], facet["failed"]) == (2, 2, 0)
+    assert facet["status"] == "OK"
+    assert "lineage\n" not in json.dumps(facet)  # no outputs, no command text
