@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from remsvc_core import __version__
-from remsvc_core.cli import exit_codes, handlers, ping, run, serve, status
+from remsvc_core.cli import exit_codes, handlers, new_handler, ping, plugins, run, serve, status
 from remsvc_core.cli.exit_codes import ConnectionFailure, UsageError
 from remsvc_core.cli.output import silence_stdout
 from remsvc_core.errors import (
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="subcommand", metavar="COMMAND", parser_class=_Parser, required=True
     )
-    for module in (run, handlers, ping, status, serve):
+    for module in (run, handlers, plugins, new_handler, ping, status, serve):
         module.register(subparsers)
     for subparser in subparsers.choices.values():
         # Also accepted after the subcommand; SUPPRESS keeps an earlier --debug when absent.
