@@ -182,7 +182,10 @@ def execute(args: argparse.Namespace) -> int:
     if not args.no_progress and sys.stderr.isatty():
         from remsvc_core.cli.progress import ProgressBar
 
-        hooks.append(ProgressBar(len(commands), sys.stderr, is_success=pipeline.is_success))
+        progress = ProgressBar(
+            len(commands), sys.stderr, commands=commands, is_success=pipeline.is_success
+        )
+        hooks.append(progress)
     output_format = args.output or ("table" if sys.stdout.isatty() else "json")
 
     try:
@@ -193,6 +196,10 @@ def execute(args: argparse.Namespace) -> int:
         with server_settings(args, **embedded) as channel:
             outcome = _run(commands, channel, args.timeout, hooks)
     except KeyboardInterrupt:
+        for hook in hooks:
+            stop = getattr(hook, "stop", None)
+            if callable(stop):
+                stop()
         # Whatever arrived before Ctrl-C is still worth printing.
         outcome = StreamOutcome(
             commands=commands,
