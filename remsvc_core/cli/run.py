@@ -22,6 +22,8 @@ from remsvc_core.results import CommandResult, StreamOutcome
 from remsvc_core.settings import ChannelSettings
 
 DEFAULT_SRC = "remsvc-cli"
+# What the client takes by default (64 MiB per response, stdout and stderr together).
+MAX_OUTPUT_CAP = 30 * 1024 * 1024
 _EMBEDDED_SLACK_S = 5.0
 _EXAMPLE_OPTIONS = '{"accept": [0, 1]}'
 
@@ -117,6 +119,13 @@ def register(subparsers: Any) -> None:
     shaping.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
+    parser.add_argument(
+        "--output-cap-bytes",
+        type=int,
+        metavar="BYTES",
+        help="the in-process server's cap on each command's stdout and stderr (default "
+        "262144, as upstream); past it the output is cut and flagged",
+    )
     parser.set_defaults(func=execute)
 
 
@@ -169,6 +178,7 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
+    embedded = embedded_config(args)
     commands = load_commands(
         args.commands,
         args.file,
@@ -189,10 +199,6 @@ def execute(args: argparse.Namespace) -> int:
     output_format = args.output or ("table" if sys.stdout.isatty() else "json")
 
     try:
-        # On the in-process server a command may run as long as the stream may (the
-        # server's 30 s default suits remote hosts, not a local `remsvc run "make"`);
-        # a little longer, so that --timeout is the one limit the user ever meets.
-        embedded = {"cmd_timeout_ms": round((args.timeout + _EMBEDDED_SLACK_S) * 1000)}
         with server_settings(args, **embedded) as channel:
             outcome = _run(commands, channel, args.timeout, hooks)
     except KeyboardInterrupt:
@@ -231,6 +237,26 @@ def execute(args: argparse.Namespace) -> int:
         # `remsvc run ... | head`: the reader left early; the verdict still stands.
         silence_stdout()
     return exit_status(verdict)
+
+
+def embedded_config(args: argparse.Namespace) -> dict[str, Any]:
+    """ServerConfig overrides for the in-process server (refused for a real one)."""
+    # On the in-process server a command may run as long as the stream may (the
+    # server's 30 s default suits remote hosts, not a local `remsvc run "make"`);
+    # a little longer, so that --timeout is the one limit the user ever meets.
+    config: dict[str, Any] = {"cmd_timeout_ms": round((args.timeout + _EMBEDDED_SLACK_S) * 1000)}
+    cap = args.output_cap_bytes
+    if cap is None:
+        return config
+    if args.target or args.conn:
+        raise UsageError(
+            "--output-cap-bytes sets the in-process server's cap; a real server's is its "
+            "output_cap_bytes setting (and --max-receive-mb lets the client take more)"
+        )
+    if not 1 <= cap <= MAX_OUTPUT_CAP:
+        raise UsageError(f"--output-cap-bytes must be 1 to {MAX_OUTPUT_CAP}, got {cap}")
+    config["output_cap_bytes"] = cap
+    return config
 
 
 def _run(
