@@ -10,7 +10,7 @@ from remsvc_core.cli import exit_codes
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.cli.output import render_json
 from remsvc_core.cli.probe import call_probe
-from remsvc_core.cli.target import add_target_arguments, server_settings
+from remsvc_core.cli.target import add_target_arguments, embedded_notice, server_settings
 
 
 def register(subparsers: Any) -> None:
@@ -42,4 +42,5 @@ def execute(args: argparse.Namespace) -> int:
         sys.stdout.write(render_json({"target": settings.target, "rc": rc, "msg": message}))
     else:
         print(message)
+    embedded_notice(args)
     return exit_codes.OK if rc == 0 else exit_codes.FAILED
