@@ -125,7 +125,7 @@ from {package}.handler import {name}
 def test_{name}_shapes_real_results(remsvc_server: Any) -> None:
     outcome = run_commands_sync(["echo one", "exit 3"], remsvc_server.settings())
 
-    shaped = {name}(outcome)
+    shaped = resolve_handler({name}).apply(outcome)  # as a DAG or `remsvc run` calls it
 
     assert [row["tid"] for row in shaped] == [1, 2]
     assert [row["rc"] for row in shaped] == [0, 3]
