@@ -96,6 +96,7 @@ async def _unary(
             code=name,
             details=details,
             target=settings.target,
+            hint=hint,
         ) from None
     except asyncio.TimeoutError:
         raise CallError(

@@ -259,7 +259,10 @@ def _sentence(text: str) -> str:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, CallError):
-        return _sentence(str(exc).split(" failed with ", 1)[-1])
+        said = f"{exc.code}: {exc.details}" if exc.details else exc.code
+        if exc.hint:
+            return f"{exc.hint[:1].upper()}{exc.hint[1:]}. (gRPC said {said})"
+        return _sentence(said)
     code = getattr(exc, "code", None)
     if callable(code):  # a grpc.RpcError
         try:

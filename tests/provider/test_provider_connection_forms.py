@@ -318,7 +318,7 @@ def test_test_connection_answers_truthfully(
     assert "UNAUTHENTICATED" in refused_message
     assert not gone
     assert "UNAVAILABLE" in gone_message
-    assert f"nothing listens at localhost:{closed_port}" in gone_message
+    assert f"Nothing listens at localhost:{closed_port}" in gone_message
     for message in (ok_message, refused_message, gone_message):
         assert TOKEN not in message
         assert "nope-x" not in message
