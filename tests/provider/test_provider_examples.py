@@ -100,3 +100,25 @@ def test_fan_out(example_bag: Any) -> None:
         "collect": "success",
     }
     assert set(xcom_value(dag_run, "collect")) == {"remsvc_web_1", "remsvc_web_2", "remsvc_web_3"}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("example_conns")
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_each_example_runs_as_a_system_test(example: str) -> None:
+    """``python examples/dags/<file>`` runs its DAGs end to end (exit 0 on success), the
+    way Airflow's providers run their example DAGs as system tests."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / example)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
