@@ -6,61 +6,53 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.distributions import installed_distribution
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+PLUGINS = """
+    from remsvc_core.hookspecs import hookimpl
+
+    class Counter:
+        @hookimpl
+        def remsvc_result(self, result, stream):
+            pass
+
+        @hookimpl
+        def remsvc_stream_finished(self, outcome, stream):
+            pass
+
+    class Starter:
+        @hookimpl
+        def remsvc_stream_started(self, stream):
+            pass
+
+    counter = Counter()
+    starter = Starter()
+
+    def strict(results):
+        return sorted(results.values(), key=lambda row: row["tid"])
+
+    strict.result_hook = Counter
+    """
 
 
 @pytest.fixture
 def plugin_site(tmp_path: Path) -> dict[str, str]:
     """Two hook plugins and a handler with a fail-fast hook, as installed packages."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_watch.py").write_text(
-        textwrap.dedent(
-            """
-            from remsvc_core.hookspecs import hookimpl
-
-            class Counter:
-                @hookimpl
-                def remsvc_result(self, result, stream):
-                    pass
-
-                @hookimpl
-                def remsvc_stream_finished(self, outcome, stream):
-                    pass
-
-            class Starter:
-                @hookimpl
-                def remsvc_stream_started(self, stream):
-                    pass
-
-            counter = Counter()
-            starter = Starter()
-
-            def strict(results):
-                return sorted(results.values(), key=lambda row: row["tid"])
-
-            strict.result_hook = Counter
-            """
-        ),
-        encoding="utf-8",
-    )
-    dist = site / "acme_watch-2.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: acme-watch\nVersion: 2.1\n", encoding="utf-8"
-    )
-    (dist / "entry_points.txt").write_text(
+    return installed_distribution(
+        tmp_path / "site",
+        "acme-watch",
+        "2.1",
+        {"acme_watch": PLUGINS},
         "[remsvc.plugins]\ncounter = acme_watch:counter\nstarter = acme_watch:starter\n\n"
         "[remsvc.handlers]\nstrict = acme_watch:strict\n",
-        encoding="utf-8",
     )
-    return {"PYTHONPATH": str(site)}
 
 
 def listed(run_cli: RunCli, *args: str, env: dict[str, str]) -> list[dict[str, object]]:
