@@ -94,7 +94,7 @@ def test_the_event_logs_as_a_summary_and_carries_every_output(
     repr goes into the triggerer's and the task's log. Outputs belong in XCom."""
     from remsvc_core.results import StreamOutcome
 
-    big = 'python3 -c "print(\'x\' * 200000)"'
+    big = "python3 -c \"print('x' * 200000)\""
     commands = [{"cmd": big}, {"cmd": "echo small"}, {"cmd": "exit 4"}]
 
     with caplog.at_level("INFO"):
