@@ -52,7 +52,8 @@ with DAG(
 
 
 if __name__ == "__main__":
-    # A system test: with the connections named above set (AIRFLOW_CONN_...), running
-    # this file runs the DAG end to end and exits 1 unless it succeeded.
+    # A system test (Airflow 3.2+): with the connections named above set
+    # (AIRFLOW_CONN_...), running this file runs the DAG end to end and exits 1 unless
+    # it succeeded.
     runs = [each.test() for each in (single_command_dag, dag)]
     raise SystemExit(0 if all(run.state == "success" for run in runs) else 1)

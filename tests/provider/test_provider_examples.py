@@ -112,6 +112,14 @@ def test_each_example_runs_as_a_system_test(example: str) -> None:
     import subprocess
     import sys
 
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    if Version(airflow_version) < Version("3.2"):
+        # 3.1's dag.test() needs the DAG serialized by a DAG processor first (it says
+        # "Cannot create DagRun ... because the dag is not serialized"); 3.2+ does it.
+        pytest.skip("dag.test() from a script needs Airflow 3.2+ (3.1 wants it parsed first)")
+
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / example)],
         capture_output=True,
