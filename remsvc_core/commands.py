@@ -6,7 +6,8 @@ already run commands on a remote host.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,14 +50,26 @@ class Command:
 CommandInput = str | Mapping[str, Any]
 
 
+#: Called with one message per command that has keys remsvc does not know.
+UnknownKeys = Callable[[str], None]
+
+
 def validate_commands(
-    commands: Sequence[CommandInput] | Any, *, default_src: str = ""
+    commands: Sequence[CommandInput] | Any,
+    *,
+    default_src: str = "",
+    on_unknown_keys: UnknownKeys | None = None,
 ) -> list[Command]:
     """Check a batch and assign ``tid`` = 1-based position.
 
     Each item is a mapping with ``cmd`` (required) and optional ``cmdtyp`` (0 shell,
     1 PowerShell), ``cmdusr`` and ``src``; a bare string is shorthand for ``{"cmd": s}``.
     ``default_src`` fills ``src`` where an item gives none.
+
+    A key that is none of those is an error, unless ``on_unknown_keys`` is given: then
+    the key is ignored and ``on_unknown_keys`` gets a message naming it and the closest
+    known key (the Airflow operator does this, because airflow-provider-remsvc 1.0.0
+    ignored such keys and DAGs written for it may carry them).
 
     Raises :class:`CommandValidationError` naming the index (0-based, as in the
     caller's list) and the field at fault.
@@ -72,7 +85,10 @@ def validate_commands(
         )
     if len(commands) > _INT32_MAX:
         raise CommandValidationError(f"too many commands ({len(commands)}); tid is an int32")
-    return [_validate_one(index, item, default_src) for index, item in enumerate(commands)]
+    return [
+        _validate_one(index, item, default_src, on_unknown_keys)
+        for index, item in enumerate(commands)
+    ]
 
 
 def as_batch(commands: Sequence[CommandInput] | Any, *, default_src: str = "") -> list[Command]:
@@ -95,7 +111,9 @@ def as_batch(commands: Sequence[CommandInput] | Any, *, default_src: str = "") -
     return validate_commands(commands, default_src=default_src)
 
 
-def _validate_one(index: int, item: CommandInput, default_src: str) -> Command:
+def _validate_one(
+    index: int, item: CommandInput, default_src: str, on_unknown_keys: UnknownKeys | None
+) -> Command:
     where = f"commands[{index}]"
     if isinstance(item, str):
         item = {"cmd": item}
@@ -104,11 +122,13 @@ def _validate_one(index: int, item: CommandInput, default_src: str) -> Command:
             f"{where} must be a dict like {{'cmd': 'hostname'}}, got {type(item).__name__}"
         )
     unknown = sorted(str(key) for key in item if key not in COMMAND_KEYS)
-    if unknown:
+    if unknown and on_unknown_keys is None:
         raise CommandValidationError(
             f"{where} has unknown field(s) {', '.join(map(repr, unknown))}; "
             f"allowed fields are {', '.join(COMMAND_KEYS)} (tid and hsh are assigned for you)"
         )
+    if unknown and on_unknown_keys is not None:
+        on_unknown_keys(unknown_keys_message(where, unknown))
     if "cmd" not in item:
         raise CommandValidationError(f"{where} has no 'cmd'; every command needs one")
     cmd = item["cmd"]
@@ -148,3 +168,18 @@ def _refuse_nul(text: str, where: str) -> None:
             f"{where} contains a NUL character (\\x00) at position {position}; "
             "a command line or user name cannot carry one; remove it"
         )
+
+
+def unknown_keys_message(where: str, unknown: Sequence[str]) -> str:
+    """What ignoring ``unknown`` keys of the command at ``where`` is reported as."""
+    parts = []
+    for key in unknown:
+        if key in ("tid", "hsh"):
+            parts.append(f"{key!r} (assigned by remsvc)")
+            continue
+        close = difflib.get_close_matches(key.lower(), COMMAND_KEYS, n=1, cutoff=0.5)
+        parts.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+    return (
+        f"{where}: ignoring unknown key(s) {', '.join(parts)}; "
+        f"the keys a command has are {', '.join(COMMAND_KEYS)}"
+    )

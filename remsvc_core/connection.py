@@ -8,6 +8,7 @@ extra field literally named ``extra`` holding a JSON string.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -31,13 +32,28 @@ _PERCENT_ENCODE_HINT = (
     "in a connection URI, percent-encode values that contain & = + or # (urllib.parse.quote)"
 )
 _SETTING_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# Words that make an unknown key look like a security setting: ignoring it could mean
+# less TLS or another identity than the user wrote, so such a key stays an error.
+_SECURITY_WORDS = re.compile(
+    r"ssl|tls|cert|(^|_)ca($|_)|key|token|auth|bearer|secret|pass|verify|secure|cred|sni",
+    re.IGNORECASE,
+)
+_SECURITY_EXTRAS = (
+    *(e.name for e in CONNECTION_EXTRAS if e.implies_tls or e.secret),
+    "use_ssl",
+)
 
 
-def flatten_extras(extras: Mapping[str, Any] | str | None) -> dict[str, Any]:
+def flatten_extras(
+    extras: Mapping[str, Any] | str | None, ignored: list[str] | None = None
+) -> dict[str, Any]:
     """Merge nested ``extra`` JSON and legacy prefixed keys into one flat dict.
 
     Empty strings count as unset (Airflow's form saves blank fields as ""). A key
-    that is not a RemSvc setting is an error: a typo must not silently drop TLS.
+    that is not a RemSvc setting is an error: a typo must not silently drop TLS. With
+    ``ignored`` given (a list to fill), an unknown key that does not look like a
+    security setting is appended there and skipped instead: airflow-provider-remsvc
+    1.0.0 ignored every key it did not know, and connections made for it may have some.
     """
     if extras is None or extras == "":
         return {}
@@ -53,11 +69,19 @@ def flatten_extras(extras: Mapping[str, Any] | str | None) -> dict[str, Any]:
                 if isinstance(value, str)
                 else value
             )
-            flat.update(flatten_extras(nested))
+            flat.update(flatten_extras(nested, ignored))
             continue
         name = key[len(_LEGACY_PREFIX) :] if key.startswith(_LEGACY_PREFIX) else key
         if name not in EXTRA_FIELDS:
-            raise SettingsError(_unknown_setting_message(key))
+            if ignored is None:
+                raise SettingsError(_unknown_setting_message(key))
+            if not _ignorable(key):
+                raise SettingsError(
+                    _unknown_setting_message(key) + "; it looks like a TLS, token or "
+                    "certificate setting, which is never ignored: fix or remove it"
+                )
+            ignored.append(key)
+            continue
         if value is None or value == "":
             continue
         flat[name] = value
@@ -71,15 +95,24 @@ def settings_from_fields(
     *,
     bearer_token: str | None = None,
     metadata: Any = (),
+    ignored: list[str] | None = None,
 ) -> ChannelSettings:
     """Build :class:`ChannelSettings` from a connection's host, port and extras.
 
-    ``bearer_token`` (for example read from a file by the CLI) overrides the extra.
+    ``bearer_token`` (the Airflow connection's Password field, say) is the token; an
+    extra ``bearer_token`` with another value is an error. ``ignored``: see
+    :func:`flatten_extras`.
     """
     if not host:
         raise SettingsError("the connection has no host; set it to the RemSvc server's name")
-    values = _settings_values(flatten_extras(extras))
+    values = _settings_values(flatten_extras(extras, ignored))
     if bearer_token:
+        given = values.get("bearer_token")
+        if given is not None and given.reveal() != bearer_token:
+            raise SettingsError(
+                "the bearer token is given twice with different values (the Password field "
+                "and the bearer_token extra); keep one of them"
+            )
         values["bearer_token"] = bearer_token
     return ChannelSettings(
         target=f"{_host_for_target(host)}:{_port(port)}", metadata=metadata, **values
@@ -118,10 +151,21 @@ def settings_from_uri(uri: str, **overrides: Any) -> ChannelSettings:
     return settings_from_fields(unquote(parts.hostname or ""), port, extras, **overrides)
 
 
+def _ignorable(key: Any) -> bool:
+    """An unknown key that can be skipped: a plain name, not a security setting's look-alike."""
+    if not isinstance(key, str) or not _SETTING_NAME.fullmatch(key):
+        return False  # a fragment of a value split in a URI, maybe of a token
+    if _SECURITY_WORDS.search(key):
+        return False
+    return not difflib.get_close_matches(key.lower(), _SECURITY_EXTRAS, n=1, cutoff=0.7)
+
+
 def _unknown_setting_message(key: Any) -> str:
     known = ", ".join(EXTRA_FIELDS)
     if isinstance(key, str) and _SETTING_NAME.fullmatch(key):
-        return f"unknown RemSvc connection setting {key!r}; known settings are {known}"
+        close = difflib.get_close_matches(key.lower(), EXTRA_FIELDS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown RemSvc connection setting {key!r}{hint}; known settings are {known}"
     # A key like 'c"}' is a fragment of a value split at an unencoded '&' in a URI,
     # and that value may be a token: never echo it.
     return (

@@ -70,15 +70,19 @@ class CallError(RemSvcError):
     """A gRPC call (``Ping``, ``GetStatus``, ...) failed.
 
     ``code`` is the gRPC status name (``"UNAVAILABLE"``, ``"UNAUTHENTICATED"``, ...),
-    ``details`` the status message and ``target`` the server's ``host:port``, so a
-    caller can branch on what happened without reading the message.
+    ``details`` the status message, ``target`` the server's ``host:port`` and ``hint``
+    what is probably wrong and how to fix it ("" when nothing is known), so a caller
+    can branch on what happened, or word it, without parsing the message.
     """
 
-    def __init__(self, message: str, *, code: str, details: str = "", target: str = "") -> None:
+    def __init__(
+        self, message: str, *, code: str, details: str = "", target: str = "", hint: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.details = details
         self.target = target
+        self.hint = hint
 
     @property
     def connection_failed(self) -> bool:

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["DEFAULT_SPILL_BYTES", "OutputAssembler", "OutputChunk", "StreamText"]
+__all__ = [
+    "DEFAULT_SPILL_BYTES",
+    "OutputAssembler",
+    "OutputChunk",
+    "StreamText",
+    "truncated_at",
+]
 
 STDOUT, STDERR = 1, 2
 STREAM_NAMES = {STDOUT: "stdout", STDERR: "stderr"}
@@ -29,6 +35,21 @@ DEFAULT_SPILL_BYTES = 8 * 1024 * 1024
 def truncation_marker(cap: int) -> str:
     """The exact text a RemSvc server appends to output cut at ``cap`` bytes."""
     return f"\n\x01[remSvc: output truncated at {cap} bytes]\x01\n"
+
+
+_MARKER_END = "]\x01\n"
+_MARKER_START = "\n\x01[remSvc: output truncated at "
+
+
+def truncated_at(text: str) -> int | None:
+    """The cap (bytes) when ``text`` ends with a RemSvc server's truncation marker."""
+    if not text.endswith(_MARKER_END):
+        return None
+    start = text.rfind(_MARKER_START)
+    if start < 0:
+        return None
+    number = text[start + len(_MARKER_START) : -len(_MARKER_END)].removesuffix(" bytes")
+    return int(number) if number.isdigit() else None
 
 
 def capped_text(data: bytes | bytearray, truncated: bool, cap: int) -> str:

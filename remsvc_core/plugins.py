@@ -10,6 +10,12 @@ hooks themselves are documented in :mod:`remsvc_core.hookspecs`.
 Hooks are called by pluggy, each implementation guarded so that one plugin's
 exception is recorded in the stream's outcome and silences no other plugin (how, and
 why pluggy alone would not do it: :mod:`remsvc_core.hook_managers`).
+
+Two environment variables, read when the entry points are loaded (and by each
+stream): ``REMSVC_LOAD_PLUGINS=a,b`` loads only the entry-point plugins named there
+(an allow-list: on an Airflow worker any installed package's entry point would
+otherwise load), and ``REMSVC_TRACE_PLUGINS=1`` logs every hook call of a stream with
+the plugins that implement it and how long they took (pluggy's hook-call monitoring).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import threading
 import types
 from collections.abc import Callable, Sequence
@@ -39,6 +46,7 @@ from remsvc_core.hook_managers import (
     register_checked,
     register_guarded,
 )
+from remsvc_core.hook_tracing import hook_call_tracer
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,15 +56,31 @@ __all__ = [
     "entry_points_loaded",
     "get_plugin_manager",
     "list_plugins",
+    "plugin_hooks",
     "plugin_load_errors",
     "register_plugin",
     "reload_plugins",
+    "skipped_plugins",
     "unregister_plugin",
 ]
 
 ENTRY_POINT_GROUP = PLUGINS_GROUP
+LOAD_PLUGINS_ENV = "REMSVC_LOAD_PLUGINS"
+TRACE_PLUGINS_ENV = "REMSVC_TRACE_PLUGINS"
 
 log = logging.getLogger(__name__)
+
+
+def allowed_plugins() -> frozenset[str] | None:
+    """The names ``REMSVC_LOAD_PLUGINS`` allows, or None when it is not set (all load)."""
+    value = os.environ.get(LOAD_PLUGINS_ENV)
+    if value is None:
+        return None
+    return frozenset(name.strip() for name in value.split(",") if name.strip())
+
+
+def tracing() -> bool:
+    return os.environ.get(TRACE_PLUGINS_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def describe(info: EntryPointInfo) -> str:
@@ -82,6 +106,7 @@ class _Registry:
         self._infos: dict[str, EntryPointInfo] = {}
         self._from_entry_points: list[str] = []
         self._load_errors: list[EntryPointInfo] = []
+        self._skipped: list[EntryPointInfo] = []
         self._loaded = False
 
     @property
@@ -99,7 +124,12 @@ class _Registry:
                 self._load_entry_points()
 
     def _load_entry_points(self) -> None:
+        allowed = allowed_plugins()
         for entry in self._entry_points.entries():
+            if allowed is not None and entry.name not in allowed:
+                log.debug("not loading remsvc plugin %r: not in %s", entry.name, LOAD_PLUGINS_ENV)
+                self._skipped.append(entry)
+                continue
             try:
                 loaded = self._entry_points.load(entry)
                 plugin = loaded() if inspect.isclass(loaded) else loaded
@@ -157,6 +187,7 @@ class _Registry:
             for name in list(self._from_entry_points):
                 self.unregister(name)
             self._load_errors = []
+            self._skipped = []
             self._entry_points.refresh()
             self._load_entry_points()
             return list(self._load_errors)
@@ -182,6 +213,16 @@ class _Registry:
         self._ensure_loaded()
         with self._lock:
             return list(self._load_errors)
+
+    def skipped(self) -> list[EntryPointInfo]:
+        self._ensure_loaded()
+        with self._lock:
+            return list(self._skipped)
+
+    def hooks_of(self) -> dict[str, list[str]]:
+        """The hooks each active plugin implements, by plugin name."""
+        plugins, _ = self.snapshot()
+        return {info.name: sorted({name for name, _ in impls}) for _, info, impls in plugins}
 
 
 _registry = _Registry()
@@ -225,6 +266,16 @@ def list_plugins() -> list[EntryPointInfo]:
 def plugin_load_errors() -> list[EntryPointInfo]:
     """Entry points in ``remsvc.plugins`` that failed to load; ``error`` says why."""
     return _registry.load_errors()
+
+
+def skipped_plugins() -> list[EntryPointInfo]:
+    """Entry points in ``remsvc.plugins`` that ``REMSVC_LOAD_PLUGINS`` left out."""
+    return _registry.skipped()
+
+
+def plugin_hooks() -> dict[str, list[str]]:
+    """``{plugin name: [hook names it implements]}`` for the active plugins."""
+    return _registry.hooks_of()
 
 
 def reload_plugins() -> list[EntryPointInfo]:
@@ -271,6 +322,8 @@ class StreamHooks:
             self._manager.unregister(plugin)
             self._register_guarded(name, impls)
             self._unnamed[name] = plugin
+        if tracing():
+            self._manager.add_hookcall_monitoring(*hook_call_tracer(log))
         self._call_result: Callable[..., object] = self._manager.hook.remsvc_result
 
     def implemented(self, hook_name: str) -> bool:

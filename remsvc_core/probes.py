@@ -12,6 +12,7 @@ from typing import Any
 import grpc.aio
 
 from remsvc_core import channels, wire
+from remsvc_core.diagnosis import explain_unavailable
 from remsvc_core.errors import CallError, SettingsError
 from remsvc_core.settings import ChannelSettings, check_timeout
 from remsvc_core.synchronous import synchronous
@@ -19,7 +20,6 @@ from remsvc_core.synchronous import synchronous
 __all__ = ["PingReply", "StatusReply", "get_status", "get_status_sync", "ping", "ping_sync"]
 
 _HINTS = {
-    "UNAVAILABLE": "is the server running and the address right?",
     "UNAUTHENTICATED": "check the connection's bearer token",
     "PERMISSION_DENIED": "the server refused this caller",
     "DEADLINE_EXCEEDED": "the server did not answer in time",
@@ -86,6 +86,9 @@ async def _unary(
         code = exc.code()
         name = code.name if code is not None else "UNKNOWN"
         hint = _HINTS.get(name, "")
+        if name == "UNAVAILABLE":
+            # Nothing listening and a TLS mismatch both read UNAVAILABLE: look closer.
+            hint = await asyncio.to_thread(explain_unavailable, settings)
         details = exc.details() or ""
         raise CallError(
             f"{what} to {settings.target} failed with {name}: {details or 'no details'}"
@@ -93,6 +96,7 @@ async def _unary(
             code=name,
             details=details,
             target=settings.target,
+            hint=hint,
         ) from None
     except asyncio.TimeoutError:
         raise CallError(

@@ -274,7 +274,12 @@ class StreamOutcome:
             "target": self.target,
             "plugin_errors": list(self.plugin_errors),
             **({"extensions": sorted(self.extensions)} if self.extensions else {}),
-            **({"unexpected_count": self.unexpected_count} if self.unexpected_count else {}),
+            # Only when from_json's default (the list's length) would be wrong.
+            **(
+                {"unexpected_count": self.unexpected_count}
+                if self.unexpected_count != len(self.unexpected)
+                else {}
+            ),
         }
 
     @classmethod

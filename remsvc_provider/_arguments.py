@@ -10,12 +10,15 @@ from remsvc_core.commands import validate_commands
 from remsvc_core.errors import RemSvcError
 from remsvc_core.handlers import ResultPipeline, resolve_handler
 from remsvc_core.settings import check_timeout, user_metadata
-from remsvc_provider._compat import AirflowException
+from remsvc_provider._compat import AirflowException, conf
 
 __all__ = [
+    "blanked",
     "check_metadata",
     "check_static_arguments",
+    "check_static_metadata_keys",
     "check_stream_timeout",
+    "default_deferrable",
     "default_src",
     "is_static",
     "spec_for_trigger",
@@ -25,6 +28,10 @@ _JINJA_MARKERS = ("{{", "{%", "{#")
 
 
 _NOT_GIVEN: Any = object()
+
+
+def _ignore(message: str) -> None:
+    pass
 
 
 def check_static_arguments(
@@ -43,9 +50,12 @@ def check_static_arguments(
     try:
         check_stream_timeout(stream_timeout)
         if commands is not _NOT_GIVEN and is_static(commands):
-            validate_commands(commands)
+            # Unknown keys are reported when the task runs, in its log; not on every parse.
+            validate_commands(commands, on_unknown_keys=_ignore)
         if is_static(metadata):
             check_metadata(metadata)
+        else:
+            check_static_metadata_keys(metadata)
         return resolve_handler(result_handler)
     except RemSvcError as exc:
         raise AirflowException(f"RemSvc task {task_id!r}: {exc}") from exc
@@ -56,13 +66,36 @@ def check_stream_timeout(stream_timeout: Any) -> None:
         check_timeout(stream_timeout)
 
 
+_METADATA_WHY = "operator arguments are stored in the metadata database"
+_METADATA_FIX = (
+    "Put the token in the connection (its Bearer token field, the Password; or the "
+    "bearer_token extra)"
+)
+
+
 def check_metadata(metadata: Any) -> tuple[tuple[str, str], ...]:
     """Validate extra call metadata; a credential in it would be stored in plain text."""
-    return user_metadata(
-        metadata or (),
-        why="operator arguments are stored in the metadata database",
-        fix="Put the token in the connection's bearer_token field",
-    )
+    return user_metadata(metadata or (), why=_METADATA_WHY, fix=_METADATA_FIX)
+
+
+def check_static_metadata_keys(metadata: Any) -> None:
+    """Refuse a literal ``authorization`` key even when its value is templated: the
+    rendered value would be a token stored with the rendered fields."""
+    if not isinstance(metadata, (list, tuple)):
+        return
+    for item in metadata:
+        if isinstance(item, (list, tuple)) and len(item) == 2 and is_static(item[0]):
+            user_metadata([(item[0], "")], why=_METADATA_WHY, fix=_METADATA_FIX)
+
+
+def blanked(metadata: Any) -> Any:
+    """``metadata`` with every value replaced, so a refused token is not kept."""
+    if isinstance(metadata, (list, tuple)):
+        return [
+            [item[0], "***"] if isinstance(item, (list, tuple)) and len(item) == 2 else "***"
+            for item in metadata
+        ]
+    return "***"
 
 
 def is_static(value: Any) -> bool:
@@ -76,6 +109,12 @@ def is_static(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(is_static(item) for item in value)
     return False  # an XComArg, a template object, anything resolved at run time
+
+
+def default_deferrable() -> bool:
+    """``[operators] default_deferrable``, read when the operator is built (not when this
+    module is imported), so a changed setting applies to the next parse."""
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
 def default_src(context: Any) -> str:

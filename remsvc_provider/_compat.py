@@ -25,6 +25,11 @@ except ImportError:  # pragma: no cover - Task SDKs before the exceptions moved 
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+try:
+    from airflow.sdk.configuration import conf
+except ImportError:  # pragma: no cover - Task SDKs before 3.2 read Airflow's own
+    from airflow.configuration import conf  # type: ignore[no-redef]
+
 mask_secret: Callable[..., None]
 try:
     from airflow.sdk.log import mask_secret
@@ -64,6 +69,7 @@ __all__ = [
     "BaseTrigger",
     "TriggerEvent",
     "amask_secret",
+    "conf",
     "mask_secret",
     "trigger_event",
 ]

@@ -6,6 +6,18 @@ classmethods. Both are generated here from
 :data:`remsvc_core.settings.CONNECTION_EXTRAS`, which also drives the connection
 parser and the CLI's options, so none of them can drift. Only the standard fields
 (host, port, the hidden ones) are declared here: they are Airflow's, not RemSvc's.
+
+What the Airflow 3.1-3.3 UIs do with it, and so why it is shaped this way:
+
+- The bearer token is the standard Password field, relabelled: that is the one field
+  every 3.x UI masks (3.1's form shows an extra with ``format: password`` as plain
+  text). The ``bearer_token`` extra still works in URIs, JSON and secrets backends.
+- Extra fields get no placeholder in the 3.x UIs: a JSON-schema ``examples`` list is
+  turned into a suggestion list ("Start typing to see options") offering the sample
+  as a value. So samples go into the help text ("For example: ..."), and only the
+  standard fields (host, port) have placeholders.
+- The "Extra Fields JSON" section is always shown by the 3.x UIs, whatever
+  ``hidden-fields`` says; it holds the same settings as the fields above it.
 """
 
 from __future__ import annotations
@@ -13,41 +25,46 @@ from __future__ import annotations
 from typing import Any
 
 from remsvc_core.connection import CONN_TYPE
-from remsvc_core.settings import CONNECTION_EXTRAS, DEFAULT_PORT
+from remsvc_core.settings import CONNECTION_EXTRAS, DEFAULT_PORT, ConnectionExtra
 
 HOOK_NAME = "RemSvc gRPC"
 
-HIDDEN_FIELDS = ["schema", "login", "password", "extra"]
-RELABELING = {"host": "Host", "port": "Port"}
+# The secret extra is shown as the standard Password field (see above).
+TOKEN = next(f for f in CONNECTION_EXTRAS if f.secret)
+FORM_EXTRAS = tuple(f for f in CONNECTION_EXTRAS if not f.secret)
+HIDDEN_FIELDS = ["schema", "login", "extra"]
+RELABELING = {"host": "Host", "port": "Port", "password": TOKEN.label}
 STANDARD_PLACEHOLDERS = {
     "host": "remsvc-host.example.com",
     "port": str(DEFAULT_PORT),
+    "password": "empty when the server has no [auth] section",
     "description": "RemSvc server on remsvc-host.example.com",
 }
 
 
 def placeholders() -> dict[str, str]:
-    """Placeholders for standard and extra fields, keyed by unprefixed field name."""
-    extra = {f.name: f.placeholder for f in CONNECTION_EXTRAS if f.placeholder}
-    return {**STANDARD_PLACEHOLDERS, **extra}
+    """Placeholders of the standard fields (the 3.x UIs show none for extra fields;
+    their samples are in the help text, see the module's docstring)."""
+    return dict(STANDARD_PLACEHOLDERS)
+
+
+def help_text(extra: ConnectionExtra) -> str:
+    """A field's help text: its description, and its sample value when it has one."""
+    if not extra.placeholder:
+        return extra.description
+    return f"{extra.description} For example: {extra.placeholder}"
 
 
 def conn_fields() -> dict[str, Any]:
     """The ``conn-fields`` mapping of the provider info (Airflow 3.2+)."""
     fields: dict[str, Any] = {}
-    for f in CONNECTION_EXTRAS:
+    for f in FORM_EXTRAS:
         schema: dict[str, Any]
         if f.kind == "boolean":
             schema = {"type": ["boolean", "null"], "default": False}
-        elif f.kind == "password":
-            schema = {"type": ["string", "null"], "format": "password"}
         else:
             schema = {"type": ["string", "null"]}
-        if f.placeholder:
-            # JSON Schema's own way to show a sample value; ui-field-behaviour carries
-            # the same text as the field's placeholder.
-            schema["examples"] = [f.placeholder]
-        fields[f.name] = {"label": f.label, "description": f.description, "schema": schema}
+        fields[f.name] = {"label": f.label, "description": help_text(f), "schema": schema}
     return fields
 
 
@@ -76,28 +93,22 @@ def connection_form_widgets() -> dict[str, Any]:
     API server) where the form is rendered, never needed on workers or triggerers.
     """
     from flask_appbuilder.fieldwidgets import (  # type: ignore[import-not-found]
-        BS3PasswordFieldWidget,
         BS3TextFieldWidget,
     )
     from flask_babel import lazy_gettext  # type: ignore[import-not-found]
     from wtforms import (  # type: ignore[import-untyped,import-not-found]
         BooleanField,
-        PasswordField,
         StringField,
     )
 
     widgets: dict[str, Any] = {}
-    for f in CONNECTION_EXTRAS:
+    for f in FORM_EXTRAS:
         label = lazy_gettext(f.label)
         if f.kind == "boolean":
-            widgets[f.name] = BooleanField(label, description=f.description, default=False)
-        elif f.kind == "password":
-            widgets[f.name] = PasswordField(
-                label, widget=BS3PasswordFieldWidget(), description=f.description
-            )
+            widgets[f.name] = BooleanField(label, description=help_text(f), default=False)
         else:
             widgets[f.name] = StringField(
-                label, widget=BS3TextFieldWidget(), description=f.description
+                label, widget=BS3TextFieldWidget(), description=help_text(f)
             )
     return widgets
 
@@ -107,6 +118,7 @@ __all__ = [
     "HOOK_NAME",
     "conn_fields",
     "connection_form_widgets",
+    "help_text",
     "placeholders",
     "ui_field_behaviour_hook",
     "ui_field_behaviour_provider_info",

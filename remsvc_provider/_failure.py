@@ -2,8 +2,8 @@
 
 Whether the run failed is decided by :func:`remsvc_core.verdict.judge` (every raw
 result against the accepted exit codes, the tids that never got an answer, the
-stream's status). This names each failed tid with its exit code and the start of its
-stderr, so the task log says what went wrong without opening the XCom.
+stream's status). This names each failed tid with its exit code, its command text and
+the start of its stderr, so the task log says what went wrong without opening the XCom.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from remsvc_core.verdict import OK, Verdict, listed
 
 STDERR_CHARS = 200
+COMMAND_CHARS = 80
 MAX_LISTED = 20
 
 
@@ -19,7 +20,8 @@ def failure_message(task_id: str, judged: Verdict) -> str | None:
     if judged.ok:
         return None
     problems = [
-        f"tid {result.tid} rc={result.rc} stderr: {_start(result.err)}"
+        f"tid {result.tid} rc={result.rc} (cmd {_start(result.cmd, COMMAND_CHARS)}) "
+        f"stderr: {_start(result.err)}"
         for result in judged.failed[:MAX_LISTED]
     ]
     if len(judged.failed) > MAX_LISTED:
@@ -39,10 +41,10 @@ def failure_message(task_id: str, judged: Verdict) -> str | None:
     return f"RemSvc task {task_id!r} failed{where}: " + "; ".join([*problems, kept])
 
 
-def _start(text: str) -> str:
+def _start(text: str, limit: int = STDERR_CHARS) -> str:
     flat = " ".join(text.split())
     if not flat:
         return "(empty)"
-    if len(flat) > STDERR_CHARS:
-        flat = flat[:STDERR_CHARS] + "..."
+    if len(flat) > limit:
+        flat = flat[:limit] + "..."
     return repr(flat)

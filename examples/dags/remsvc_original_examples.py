@@ -26,6 +26,7 @@ with DAG(
         commands=[{"cmd": "echo hello", "cmdtyp": 0}],
         dag=dag,
     )
+single_command_dag = dag
 
 with DAG(
     dag_id="remsvc_multiple_commands",
@@ -48,3 +49,11 @@ with DAG(
         dag=dag,
     )
     # fmt: on
+
+
+if __name__ == "__main__":
+    # A system test (Airflow 3.2+): with the connections named above set
+    # (AIRFLOW_CONN_...), running this file runs the DAG end to end and exits 1 unless
+    # it succeeded.
+    runs = [each.test() for each in (single_command_dag, dag)]
+    raise SystemExit(0 if all(run.state == "success" for run in runs) else 1)

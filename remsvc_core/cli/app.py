@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from remsvc_core import __version__
-from remsvc_core.cli import batches, exit_codes, handlers, ping, policy, run, serve, status
+from remsvc_core.cli import (
+    batches,
+    exit_codes,
+    handlers,
+    new_handler,
+    ping,
+    plugins,
+    policy,
+    run,
+    serve,
+    status,
+)
 from remsvc_core.cli.exit_codes import ConnectionFailure, UsageError
 from remsvc_core.cli.output import silence_stdout
 from remsvc_core.errors import (
@@ -53,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(
         dest="subcommand", metavar="COMMAND", parser_class=_Parser, required=True
     )
-    for module in (run, batches, handlers, ping, status, serve, policy):
+    for module in (run, batches, handlers, plugins, new_handler, ping, status, serve, policy):
         module.register(subparsers)
     for subparser in subparsers.choices.values():
         # Also accepted after the subcommand; SUPPRESS keeps an earlier --debug when absent.

@@ -10,7 +10,7 @@ from remsvc_core.cli import exit_codes
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.cli.output import render_json
 from remsvc_core.cli.probe import call_probe
-from remsvc_core.cli.target import add_target_arguments, server_settings
+from remsvc_core.cli.target import add_target_arguments, embedded_notice, server_settings
 
 
 def register(subparsers: Any) -> None:
@@ -52,4 +52,5 @@ def execute(args: argparse.Namespace) -> int:
     else:
         for seq, latency in enumerate(latencies, start=1):
             print(f"pong from {settings.target}: seq={seq} time={latency * 1000:.2f} ms")
+    embedded_notice(args)
     return exit_codes.OK

@@ -23,6 +23,7 @@ from remsvc_core.cli.output import (
     to_jsonable,
 )
 from remsvc_core.handlers import ResultPipeline
+from remsvc_core.output import truncated_at
 from remsvc_core.printable import printable
 from remsvc_core.results import RESULT_KEYS, StreamOutcome
 from remsvc_core.verdict import Verdict
@@ -56,6 +57,31 @@ def problems(judged: Verdict) -> list[str]:
     return lines
 
 
+CAP_HINT = (
+    "the server's output cap cut it: raise it with --output-cap-bytes (in-process server) "
+    "or output_cap_bytes in the server's [server] section"
+)
+
+
+def truncations(outcome: StreamOutcome) -> list[dict[str, Any]]:
+    """Every output the server cut at its cap: ``{"tid", "stream", "cap_bytes"}``."""
+    found = []
+    for result in outcome.ordered_results():
+        for stream, text in (("stdout", result.out), ("stderr", result.err)):
+            cap = truncated_at(text)
+            if cap is not None:
+                found.append({"tid": result.tid, "stream": stream, "cap_bytes": cap})
+    return found
+
+
+def truncation_lines(outcome: StreamOutcome) -> list[str]:
+    cut = truncations(outcome)
+    if not cut:
+        return []
+    which = verdict.listed([f"tid {c['tid']} {c['stream']}" for c in cut], 10)
+    return [f"output truncated at {cut[0]['cap_bytes']:,} bytes: {which}; {CAP_HINT}"]
+
+
 def _connection_hint(judged: Verdict) -> str:
     if judged.status_code == "UNAUTHENTICATED":
         return "the server refused the token: check --token-file/--token-env (or $REMSVC_TOKEN)"
@@ -84,7 +110,8 @@ def print_outcome(
             ok=judged.ok,
             exit_status=exit_status(judged),
             failed_tids=judged.failed_tids,
-            problems=problems(judged),
+            problems=problems(judged) + truncation_lines(outcome),
+            truncated=truncations(outcome),
         )
         if shaped:
             document["handlers"] = list(handler_names)
@@ -102,19 +129,35 @@ def print_outcome(
 
 
 def _raw_table(outcome: StreamOutcome) -> tuple[list[str], list[list[Any]]]:
-    rows = [[result.as_dict()[key] for key in RESULT_KEYS] for result in outcome.ordered_results()]
+    rows = [
+        [_flag_cut(key, result.as_dict()[key]) for key in RESULT_KEYS]
+        for result in outcome.ordered_results()
+    ]
     return list(RESULT_KEYS), rows
+
+
+def _flag_cut(key: str, value: Any) -> Any:
+    """A table shows a cell's first line: say there that the output was cut."""
+    if key in ("out", "err") and isinstance(value, str):
+        cap = truncated_at(value)
+        if cap is not None:
+            return f"[truncated at {cap:,} bytes] {value}"
+    return value
 
 
 def _print_summary(outcome: StreamOutcome, judged: Verdict) -> None:
     lines = []
+    cut = truncation_lines(outcome)
     if judged.ok:
         where = f" on {outcome.target}" if outcome.target else ""
+        but = ", but some output is incomplete" if cut else ""
         lines.append(
             f"{len(outcome.commands)} command(s) succeeded{where} in {outcome.elapsed_s:.2f} s"
+            + but
         )
     else:
         lines.extend(problems(judged))
+    lines.extend(f"warning: {line}" for line in cut)
     lines.extend(
         f"warning: unexpected response for tid {u.tid} ({u.reason})"
         for u in outcome.unexpected[:10]

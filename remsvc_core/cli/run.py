@@ -22,6 +22,8 @@ from remsvc_core.results import CommandResult, StreamOutcome
 from remsvc_core.settings import ChannelSettings
 
 DEFAULT_SRC = "remsvc-cli"
+# What the client takes by default (64 MiB per response, stdout and stderr together).
+MAX_OUTPUT_CAP = 30 * 1024 * 1024
 _EMBEDDED_SLACK_S = 5.0
 _EXAMPLE_OPTIONS = '{"accept": [0, 1]}'
 
@@ -141,6 +143,13 @@ def register(subparsers: Any) -> None:
     durable.add_argument(
         "--usage", action="store_true", help="ask what each command cost (CPU, memory, time)"
     )
+    parser.add_argument(
+        "--output-cap-bytes",
+        type=int,
+        metavar="BYTES",
+        help="the in-process server's cap on each command's stdout and stderr (default "
+        "262144, as upstream); past it the output is cut and flagged",
+    )
     parser.set_defaults(func=execute)
 
 
@@ -193,6 +202,7 @@ def execute(args: argparse.Namespace) -> int:
 
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
+    embedded = embedded_config(args)
     commands = load_commands(
         args.commands,
         args.file,
@@ -210,7 +220,10 @@ def execute(args: argparse.Namespace) -> int:
     elif not args.no_progress and sys.stderr.isatty():
         from remsvc_core.cli.progress import ProgressBar
 
-        hooks.append(ProgressBar(len(commands), sys.stderr, is_success=pipeline.is_success))
+        progress = ProgressBar(
+            len(commands), sys.stderr, commands=commands, is_success=pipeline.is_success
+        )
+        hooks.append(progress)
     options = {
         "batch_key": args.batch_key,
         "follow": args.follow,
@@ -220,13 +233,13 @@ def execute(args: argparse.Namespace) -> int:
     output_format = args.output or ("table" if sys.stdout.isatty() else "json")
 
     try:
-        # On the in-process server a command may run as long as the stream may (the
-        # server's 30 s default suits remote hosts, not a local `remsvc run "make"`);
-        # a little longer, so that --timeout is the one limit the user ever meets.
-        embedded = {"cmd_timeout_ms": round((args.timeout + _EMBEDDED_SLACK_S) * 1000)}
         with server_settings(args, **embedded) as channel:
             outcome = _run(commands, channel, args.timeout, hooks, options)
     except KeyboardInterrupt:
+        for hook in hooks:
+            stop = getattr(hook, "stop", None)
+            if callable(stop):
+                stop()
         if args.batch_key:
             print(
                 f"remsvc: batch {args.batch_key!r} goes on on a server that keeps batches: run "
@@ -265,6 +278,26 @@ def execute(args: argparse.Namespace) -> int:
         # `remsvc run ... | head`: the reader left early; the verdict still stands.
         silence_stdout()
     return exit_status(verdict)
+
+
+def embedded_config(args: argparse.Namespace) -> dict[str, Any]:
+    """ServerConfig overrides for the in-process server (refused for a real one)."""
+    # On the in-process server a command may run as long as the stream may (the
+    # server's 30 s default suits remote hosts, not a local `remsvc run "make"`);
+    # a little longer, so that --timeout is the one limit the user ever meets.
+    config: dict[str, Any] = {"cmd_timeout_ms": round((args.timeout + _EMBEDDED_SLACK_S) * 1000)}
+    cap = args.output_cap_bytes
+    if cap is None:
+        return config
+    if args.target or args.conn:
+        raise UsageError(
+            "--output-cap-bytes sets the in-process server's cap; a real server's is its "
+            "output_cap_bytes setting (and --max-receive-mb lets the client take more)"
+        )
+    if not 1 <= cap <= MAX_OUTPUT_CAP:
+        raise UsageError(f"--output-cap-bytes must be 1 to {MAX_OUTPUT_CAP}, got {cap}")
+    config["output_cap_bytes"] = cap
+    return config
 
 
 def _run(

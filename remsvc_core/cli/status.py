@@ -10,7 +10,7 @@ from remsvc_core.cli import exit_codes
 from remsvc_core.cli.exit_codes import UsageError
 from remsvc_core.cli.output import render_json
 from remsvc_core.cli.probe import call_probe
-from remsvc_core.cli.target import add_target_arguments, server_settings
+from remsvc_core.cli.target import add_target_arguments, embedded_notice, server_settings
 from remsvc_core.printable import printable
 
 
@@ -43,4 +43,5 @@ def execute(args: argparse.Namespace) -> int:
         sys.stdout.write(render_json({"target": settings.target, "rc": rc, "msg": message}))
     else:
         print(printable(message))  # the server's words: no escape sequences on the terminal
+    embedded_notice(args)
     return exit_codes.OK if rc == 0 else exit_codes.FAILED

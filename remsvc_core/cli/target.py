@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -89,6 +90,17 @@ def wants_embedded(args: argparse.Namespace) -> bool:
             "(without them remsvc runs on an in-process server, which has no TLS or token)"
         )
     return True
+
+
+def embedded_notice(args: argparse.Namespace) -> None:
+    """Say on stderr that the answer came from the in-process server, when it did: a
+    check of this install, not of any server of the user's."""
+    if wants_embedded(args):
+        print(
+            "remsvc: no --target or --conn given: that was an in-process reference server "
+            "(an install check), not a server of yours",
+            file=sys.stderr,
+        )
 
 
 def parse_metadata(items: Sequence[str]) -> tuple[tuple[str, str], ...]:

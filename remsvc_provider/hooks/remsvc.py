@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from remsvc_core.connection import settings_from_fields
-from remsvc_core.errors import SettingsError
+from remsvc_core.errors import CallError, SettingsError
 from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import ChannelSettings
 from remsvc_core.synchronous import synchronous
@@ -22,9 +22,10 @@ from remsvc_provider import _connection_form as form
 from remsvc_provider._compat import BaseHook, amask_secret, mask_secret
 from remsvc_provider._redact import redact, scrub_outcome
 
-# Standard connection fields this connection type has no use for. Setting one is a
-# mistake (most likely a token typed into Password), so it is refused, not ignored.
-_UNUSED_FIELDS = ("login", "password", "schema")
+# Standard connection fields this connection type has no use for. 1.0.0's form showed
+# them and ignored them, so connections made with it may have them: ignored, with a
+# warning. The Password field is where the form keeps the bearer token.
+_UNUSED_FIELDS = ("login", "schema")
 
 
 class RemSvcHook(BaseHook):
@@ -56,29 +57,41 @@ class RemSvcHook(BaseHook):
 
     @staticmethod
     def settings_from_connection(
-        conn: Any, *, metadata: Iterable[tuple[str, str]] = ()
+        conn: Any,
+        *,
+        metadata: Iterable[tuple[str, str]] = (),
+        ignored: list[str] | None = None,
     ) -> ChannelSettings:
         """Build :class:`ChannelSettings` from an Airflow connection object.
 
         Accepts every form the connection can take: extras as form fields, as
         ``?key=value`` URI parameters, as ``__extra__`` JSON, as the original
         provider's ``?extra={...}`` JSON string, or with legacy ``extra__remsvc__``
-        prefixes. Anything that cannot be honoured raises :class:`SettingsError`.
+        prefixes. The bearer token is the Password field or the ``bearer_token`` extra.
+        Anything that cannot be honoured raises :class:`SettingsError`.
+
+        With ``ignored`` (a list to fill), what 1.0.0 ignored is ignored too and named
+        there: Login, Schema, and extras this version does not know, unless one looks
+        like a TLS, token or certificate setting (that stays an error).
         """
         conn_id = getattr(conn, "conn_id", None) or "?"
-        used = [name for name in _UNUSED_FIELDS if getattr(conn, name, None)]
-        if used:
-            hint = (
-                "; a bearer token goes in the extra field 'bearer_token', not the password"
-                if "password" in used
-                else ""
-            )
-            raise SettingsError(
-                f"connection {conn_id!r} sets {', '.join(used)}, which a remsvc connection "
-                f"does not use; clear {'them' if len(used) > 1 else 'it'}{hint}"
-            )
         try:
-            return settings_from_fields(conn.host, conn.port, conn.extra, metadata=metadata)
+            used = [name for name in _UNUSED_FIELDS if getattr(conn, name, None)]
+            if used and ignored is None:
+                raise SettingsError(
+                    f"{', '.join(used)} set, which a remsvc connection does not use; "
+                    f"clear {'them' if len(used) > 1 else 'it'}"
+                )
+            if ignored is not None:
+                ignored.extend(used)
+            return settings_from_fields(
+                conn.host,
+                conn.port,
+                conn.extra,
+                bearer_token=_token_of(conn),
+                metadata=metadata,
+                ignored=ignored,
+            )
         except SettingsError as exc:
             raise SettingsError(f"connection {conn_id!r}: {exc}") from None
 
@@ -89,7 +102,9 @@ class RemSvcHook(BaseHook):
     def get_channel_settings(self, metadata: Iterable[tuple[str, str]] = ()) -> ChannelSettings:
         """Read the connection (on a worker or in the CLI) and build settings."""
         conn = self.get_connection(self.grpc_conn_id)
-        settings = self.settings_from_connection(conn, metadata=metadata)
+        ignored: list[str] = []
+        settings = self.settings_from_connection(conn, metadata=metadata, ignored=ignored)
+        self._warn_ignored(ignored)
         for secret in _secrets_of(settings):
             mask_secret(secret)
         return settings
@@ -100,12 +115,23 @@ class RemSvcHook(BaseHook):
         """Read the connection from a coroutine (the triggerer) without blocking the loop."""
         conn = await _aget_connection(self.grpc_conn_id)
         # Building settings stats the certificate files; keep that off the event loop.
+        ignored: list[str] = []
         settings = await asyncio.to_thread(
-            self.settings_from_connection, conn, metadata=tuple(metadata)
+            self.settings_from_connection, conn, metadata=tuple(metadata), ignored=ignored
         )
+        self._warn_ignored(ignored)
         for secret in _secrets_of(settings):
             await amask_secret(secret)
         return settings
+
+    def _warn_ignored(self, ignored: Sequence[str]) -> None:
+        if ignored:
+            self.log.warning(
+                "Connection %r: ignoring %s, which a remsvc connection does not use "
+                "(airflow-provider-remsvc 1.0.0 ignored them too); clear them to silence this",
+                self.grpc_conn_id,
+                ", ".join(repr(name) for name in ignored),
+            )
 
     def get_conn(self) -> ChannelSettings:
         """The hook's "connection" is its channel settings; channels belong to the engine."""
@@ -185,14 +211,28 @@ class RemSvcHook(BaseHook):
         return _ping(self.get_channel_settings(), timeout)
 
     def test_connection(self) -> tuple[bool, str]:
-        """Answer the UI's Test button with a real Ping, so success means reachable."""
+        """Answer the UI's Test button with a real Ping, so success means reachable.
+
+        The UI tests a copy of the form saved under a random connection id, so the
+        answer never names the connection; it says whether anything was sent, and
+        what to fix.
+        """
         settings: ChannelSettings | None = None
         try:
-            settings = self.get_channel_settings()
+            conn = self.get_connection(self.grpc_conn_id)
+            settings = self.settings_from_connection(conn, ignored=[])
+            for secret in _secrets_of(settings):
+                mask_secret(secret)
+        except SettingsError as exc:
+            reason = str(exc).removeprefix(f"connection {self.grpc_conn_id!r}: ")
+            return False, f"Nothing was sent: these settings cannot be used: {_sentence(reason)}"
+        except Exception as exc:
+            return False, f"Nothing was sent: the connection could not be read. {_describe(exc)}"
+        try:
             latency_s = _ping(settings, 10.0)
         except Exception as exc:
-            where = f" at {settings.safe_description()}" if settings else ""
-            return False, redact(f"RemSvc server{where} did not answer: {_describe(exc)}", settings)
+            where = settings.safe_description()
+            return False, redact(f"Ping to {where} failed: {_describe(exc)}", settings)
         where = settings.safe_description()
         return True, f"RemSvc server at {where} answered Ping in {latency_s * 1000:.0f} ms"
 
@@ -202,6 +242,12 @@ def _ping(settings: ChannelSettings, timeout: float) -> float:
     from remsvc_core.probes import ping_sync
 
     return ping_sync(settings, timeout=timeout).latency_s
+
+
+def _token_of(conn: Any) -> str | None:
+    """The Password field, where the form keeps the token; None when it is empty."""
+    password = getattr(conn, "password", None)
+    return password if isinstance(password, str) and password else None
 
 
 def _secrets_of(settings: ChannelSettings) -> list[str]:
@@ -219,7 +265,16 @@ async def _aget_connection(conn_id: str) -> Any:
     return await sync_to_async(BaseHook.get_connection)(conn_id)
 
 
+def _sentence(text: str) -> str:
+    return text if text.endswith(".") else f"{text}."
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, CallError):
+        said = f"{exc.code}: {exc.details}" if exc.details else exc.code
+        if exc.hint:
+            return f"{exc.hint[:1].upper()}{exc.hint[1:]}. (gRPC said {said})"
+        return _sentence(said)
     code = getattr(exc, "code", None)
     if callable(code):  # a grpc.RpcError
         try:

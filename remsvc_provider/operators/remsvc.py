@@ -24,8 +24,10 @@ from remsvc_core.settings import ChannelSettings
 from remsvc_core.verdict import judge, listed
 from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
 from remsvc_provider._arguments import (
+    blanked,
     check_metadata,
     check_static_arguments,
+    default_deferrable,
     default_src,
     spec_for_trigger,
 )
@@ -39,6 +41,7 @@ from remsvc_provider._durable import (
     save_resume,
 )
 from remsvc_provider._failure import failure_message
+from remsvc_provider._lineage import lineage_record, operator_lineage, report_to_hook
 from remsvc_provider.hooks.remsvc import RemSvcHook
 from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
 
@@ -72,8 +75,9 @@ class RemSvcOperator(BaseOperator):
         name (``"dataframe"``), a list of names (a pipeline, left to right), a name
         with options (``{"name": "rc_filter", "options": {...}}``), a Python callable
         taking ``{tid: result_dict}``, or None for the default (a list sorted by tid).
-    :param deferrable: run the stream in the triggerer (default). ``False`` runs it
-        on the worker, for installations without a triggerer.
+    :param deferrable: run the stream in the triggerer; ``False`` runs it on the
+        worker, for installations without a triggerer. Defaults to Airflow's
+        ``[operators] default_deferrable``, like every current provider's operators.
     :param on_retry: what a retry does. ``"rerun"`` (default): it runs the whole batch
         again. ``"resume"``: it reports the results of commands that already succeeded
         in an earlier try (kept in Airflow 3.3's task state store) and runs only the
@@ -84,7 +88,8 @@ class RemSvcOperator(BaseOperator):
         log line per result.
     """
 
-    template_fields: Sequence[str] = ("commands", "metadata")
+    # The three fields 1.0.0 templated: DAGs written for it pass "{{ params.conn }}".
+    template_fields: Sequence[str] = ("grpc_conn_id", "commands", "metadata")
     template_fields_renderers = {"commands": "json", "metadata": "json"}
     ui_color = "#d6ecf3"
 
@@ -96,7 +101,7 @@ class RemSvcOperator(BaseOperator):
         stream_timeout: float = 3600.0,
         metadata: Any = None,
         result_handler: Any = None,
-        deferrable: bool = True,
+        deferrable: bool | None = None,
         on_retry: str = "rerun",
         log_output_limit: int | None = None,
         **kwargs: Any,
@@ -124,7 +129,7 @@ class RemSvcOperator(BaseOperator):
         self.stream_timeout = stream_timeout
         self.metadata = [] if metadata is None else metadata
         self.result_handler = result_handler
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         # Checked now, so a DAG with a typo fails when it is parsed, not on a worker.
         self._pipeline = check_static_arguments(
             task_id=self.task_id,
@@ -148,6 +153,20 @@ class RemSvcOperator(BaseOperator):
         return super().partial(**kwargs)
 
     # -- running --
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Render, then check ``metadata`` before Airflow stores the rendered values.
+
+        Airflow keeps every rendered template field (``rendered_task_instance_fields``)
+        as soon as rendering ends; a token templated into ``metadata`` must be refused
+        before that, and never be kept: its values are blanked on the way out.
+        """
+        super().render_template_fields(context, jinja_env)
+        try:
+            check_metadata(self.metadata)
+        except RemSvcError as exc:
+            self.metadata = blanked(self.metadata)
+            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from None
 
     def execute(self, context: Any) -> Any:
         commands = self._rendered_commands(context)
@@ -271,6 +290,8 @@ class RemSvcOperator(BaseOperator):
     # -- reporting --
 
     def _report(self, context: Any, outcome: StreamOutcome) -> Any:
+        self._lineage = lineage_record(outcome, self.grpc_conn_id)
+        report_to_hook(RemSvcHook(grpc_conn_id=self.grpc_conn_id), self._lineage)
         pipeline = self._pipeline
         raw = outcome.raw_results()
         judged = judge(outcome, pipeline.accepted_rcs)
@@ -309,6 +330,11 @@ class RemSvcOperator(BaseOperator):
         kept = save_resume(store, outcome.commands, outcome, accepted)
         self.log.info("Kept %d succeeded result(s) for the next try (on_retry='resume')", kept)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage facets (the OpenLineage provider calls this after the task ran):
+        the server as the namespace, the commands' hashes and counts in a run facet."""
+        return operator_lineage(getattr(self, "_lineage", None))
+
     def _push(self, context: Any, state: str, results: Any, error_msg: str | None) -> None:
         """Push the failure's XCom ourselves: a task that raises returns nothing."""
         if not self.do_xcom_push:
@@ -326,7 +352,9 @@ class RemSvcOperator(BaseOperator):
 
     def _rendered_commands(self, context: Any) -> list[Command]:
         try:
-            return validate_commands(self.commands, default_src=default_src(context))
+            return validate_commands(
+                self.commands, default_src=default_src(context), on_unknown_keys=self.log.warning
+            )
         except RemSvcError as exc:
             raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
 

@@ -31,15 +31,32 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from remsvc_core.commands import Command, validate_commands
+from remsvc_core.results import StreamOutcome
 from remsvc_core.settings import ChannelSettings, normalise_metadata
 from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
 from remsvc_provider._compat import BaseTrigger, TriggerEvent, trigger_event
 from remsvc_provider._durable import batch_key
+from remsvc_provider._event import summarized
 from remsvc_provider._redact import redact, scrub_outcome
 from remsvc_provider.hooks.remsvc import RemSvcHook
 
 EVENT_COMPLETE = "complete"
 EVENT_ERROR = "error"
+
+
+def _summary(outcome: StreamOutcome) -> str:
+    """The batch in a few words: what arrived, how the stream ended, the size of the
+    output (the output itself goes to XCom, not into log lines)."""
+    nonzero = sum(1 for result in outcome.results.values() if result.rc != 0)
+    size = sum(len(r.out) + len(r.err) for r in outcome.results.values())
+    parts = [
+        f"{len(outcome.results)} of {len(outcome.commands)} result(s) in {outcome.elapsed_s:.2f}s"
+    ]
+    if nonzero:
+        parts.append(f"{nonzero} with a non-zero exit code")
+    parts.append(f"gRPC status {outcome.status_code}")
+    parts.append(f"{size / 1024:.1f} KiB of output, for the task to check and push to XCom")
+    return ", ".join(parts)
 
 
 def command_inputs(commands: Sequence[Command]) -> list[dict[str, Any]]:
@@ -164,15 +181,11 @@ class RemSvcTrigger(BaseTrigger):
             return
 
         payload = outcome.to_json()
-        self.log.info(
-            "Stream to %s ended with %s: %d of %d result(s) in %.2fs",
-            settings.safe_description(),
-            outcome.status_code,
-            len(outcome.results),
-            len(outcome.commands),
-            outcome.elapsed_s,
-        )
-        yield trigger_event({"status": EVENT_COMPLETE, "outcome": payload})
+        summary = _summary(outcome)
+        # The task judges exit codes against the handlers' accepted ones, so this line
+        # reports what came back, never a success the task may not see.
+        self.log.info("Stream to %s closed: %s", settings.safe_description(), summary)
+        yield trigger_event(summarized({"status": EVENT_COMPLETE, "outcome": payload}, summary))
 
     async def on_kill(self) -> None:
         """A user killed the task (marked it failed or success, or cleared it; Airflow

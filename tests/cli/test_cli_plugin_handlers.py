@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.distributions import installed_distribution
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -17,35 +17,25 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
 @pytest.fixture
 def plugin_path(tmp_path: Path) -> dict[str, str]:
     """A site directory holding the distribution ``acme-remsvc-handlers`` 0.3."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "acme_handlers.py").write_text(
-        textwrap.dedent(
-            '''
-            def outputs(results):
-                """Just the stripped stdout of each command, in command order."""
-                return [results[tid]["out"].strip() for tid in sorted(results, key=int)]
+    handlers = '''
+        def outputs(results):
+            """Just the stripped stdout of each command, in command order."""
+            return [results[tid]["out"].strip() for tid in sorted(results, key=int)]
 
-            def explode(results):
-                """Always fails."""
-                raise ValueError("boom from acme")
-            '''
-        ),
-        encoding="utf-8",
-    )
-    dist = site / "acme_remsvc_handlers-0.3.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: acme-remsvc-handlers\nVersion: 0.3\n", encoding="utf-8"
-    )
-    (dist / "entry_points.txt").write_text(
+        def explode(results):
+            """Always fails."""
+            raise ValueError("boom from acme")
+        '''
+    return installed_distribution(
+        tmp_path / "site",
+        "acme-remsvc-handlers",
+        "0.3",
+        {"acme_handlers": handlers},
         "[remsvc.handlers]\n"
         "outputs = acme_handlers:outputs\n"
         "explode = acme_handlers:explode\n"
         "broken = acme_missing_module:handler\n",
-        encoding="utf-8",
     )
-    return {"PYTHONPATH": str(site)}
 
 
 def test_installed_plugin_is_listed_and_a_broken_one_is_flagged(

@@ -97,3 +97,38 @@ def test_a_broken_terminal_does_not_fail_the_run() -> None:
     bar = ProgressBar(1, terminal, min_interval=0.0)
     bar.remsvc_result(_result(1, 0))  # writing to a closed stream is swallowed
     assert bar.done == {1}
+
+
+def _wait_for(condition: Any, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the ticker never redrew"
+        time.sleep(0.01)
+
+
+def test_the_bar_shows_before_the_first_result_ticks_and_names_the_running_command() -> None:
+    """The issue's case: "sleep 1" "echo a" "echo b" "sleep 4", where the three quick
+    results came within min_interval of a redraw and the bar froze at 1/4."""
+    commands = validate_commands(["sleep 1", "echo a", "echo b", "sleep 4"])
+    stream = StreamInfo(stream_id="s1", target="t:1", commands=tuple(commands))
+    terminal, clock = FakeTerminal(), Clock()
+    bar = ProgressBar(4, terminal, min_interval=0.5, tick=0.01, clock=clock)
+    hook = _manager(bar).hook
+    try:
+        hook.remsvc_stream_started(stream=stream)
+        assert terminal.getvalue().endswith("] 0/4 done, 0 failed, 0:00")
+        assert "tid 1: sleep 1 [" in terminal.getvalue()
+
+        clock.now += 1
+        for tid in (1, 2, 3):  # within min_interval of each other: one draws, two wait
+            hook.remsvc_result(result=_result(tid, 0), stream=stream)
+        _wait_for(lambda: terminal.getvalue().endswith("3/4 done, 0 failed, 0:01"))
+        assert terminal.getvalue().rsplit("\r", 1)[-1].startswith("\x1b[Ktid 4: sleep 4 [")
+
+        clock.now += 3  # nothing arrives, the clock still moves
+        _wait_for(lambda: terminal.getvalue().endswith("3/4 done, 0 failed, 0:04"))
+    finally:
+        hook.remsvc_stream_finished(outcome=StreamOutcome(commands=commands), stream=stream)
+    assert terminal.getvalue().endswith("\r\x1b[K")

@@ -206,3 +206,14 @@ def test_ping_and_status_against_a_real_server(
     assert refused.returncode == 3
     assert "UNAUTHENTICATED" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
+    assert "in-process" not in ping.stderr + status.stderr  # a real server was named
+
+
+def test_ping_and_status_without_a_target_say_it_was_in_process(run_cli: RunCli) -> None:
+    ping = run_cli("ping")
+    status = run_cli("status")
+
+    for done in (ping, status):
+        assert done.returncode == 0, done.stderr
+        assert "in-process reference server (an install check)" in done.stderr
+    assert ping.stdout.startswith("pong from 127.0.0.1:")

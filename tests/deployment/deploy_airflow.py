@@ -116,6 +116,8 @@ class AirflowDeployment:
             "CORE__HOSTNAME_CALLABLE": "remsvc_deploy_hostname.from_environment",
             "CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "CORE__EXECUTION_API_SERVER_URL": f"{self.base_url}/execution/",
+            # The connection form's Test button (tests/deployment, driven in a browser).
+            "CORE__TEST_CONNECTION": "Enabled",
             "DATABASE__SQL_ALCHEMY_CONN": self.database.sqlalchemy_url,
             "API__HOST": "127.0.0.1",
             "API__PORT": str(self.api_port),
@@ -133,6 +135,8 @@ class AirflowDeployment:
             "DAG_PROCESSOR__PRINT_STATS_INTERVAL": "0",
             "TRIGGERER__JOB_HEARTBEAT_SEC": str(TRIGGERER_HEARTBEAT_S),
             "TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_HEALTH_THRESHOLD_S),
+            # RemSvcOperator's deferrable follows this; these tests are about triggerers.
+            "OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
         environment = _parent_environment()
         environment.update({f"AIRFLOW__{key}": value for key, value in settings.items()})

@@ -152,7 +152,7 @@ _NO_RUN_ALLOWED = re.compile(
     r"^\s*(#.*|"
     r"(sudo\s+)?(python3 -m venv|\S*pip install|\S*twine upload|useradd|install\b|"
     r"systemctl|journalctl|"
-    r"\S*jupyter lab|\. \S+/activate|chown|chmod)\b.*|)$"
+    r"\S*jupyter lab|(\.|source) \S+/activate|chown|chmod)\b.*|)$"
 )
 
 

@@ -33,6 +33,8 @@ class Site:
     root: Path
     port: int | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
+    # The interpreter whose environment the reader has activated (its bin/ first on PATH).
+    python: Path = field(default_factory=lambda: Path(sys.executable))
 
     def __post_init__(self) -> None:
         for directory in (self.home, self.work, *(self.sandboxed(d) for d in SANDBOXED_DIRS)):
@@ -57,7 +59,7 @@ class Site:
             text = text.replace(host, "localhost")
         if self.port is not None:
             text = text.replace(DOC_PORT, str(self.port))
-        text = text.replace(VENV_BIN, str(Path(sys.executable).parent) + "/")
+        text = text.replace(VENV_BIN, str(self.python.parent) + "/")
         for directory in SANDBOXED_DIRS:
             text = text.replace(directory, str(self.sandboxed(directory)))
         return text
@@ -69,7 +71,8 @@ class Site:
             if not key.startswith("REMSVC_") and key != "PYTHONPATH"
         }
         env["HOME"] = str(self.home)
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["PATH"] = f"{self.python.parent}{os.pathsep}{env.get('PATH', '')}"
+        env["VIRTUAL_ENV"] = str(self.python.parent.parent)
         env["MPLBACKEND"] = "Agg"
         env["COLUMNS"] = "120"
         env.update(self.env_extra)
@@ -109,7 +112,7 @@ class Site:
         script = self.root / f"blocks-{found[0].doc}.json"
         script.write_text(json.dumps(payload), encoding="utf-8")
         done = subprocess.run(
-            [sys.executable, str(RUNNER), str(script)],
+            [str(self.python), str(RUNNER), str(script)],
             cwd=self.work,
             env=self.env(),
             capture_output=True,

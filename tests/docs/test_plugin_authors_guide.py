@@ -5,8 +5,9 @@ The page builds a handler package, ``acme-json-lines``, registering the handler
 
 1. writes every ``file=PATH`` block into an empty project folder (blocks naming the
    same file are joined in document order) and checks the folder tree the page draws;
-2. installs that package into this interpreter, standing in for the page's no-run
-   ``pip install -e '.[test]'``;
+2. installs that package into a throw-away directory on this interpreter's path (and
+   on the blocks' ``PYTHONPATH``), standing in for the page's no-run
+   ``pip install -e '.[test]'``: never into the environment the tests run in;
 3. runs the page's shell blocks in the project folder: ``pytest`` (the package's own
    tests, on the ``remsvc_server`` fixture of remsvc's pytest plugin),
    ``remsvc handlers``, ``remsvc run --handler acme_json_lines`` and
@@ -14,30 +15,23 @@ The page builds a handler package, ``acme-json-lines``, registering the handler
 4. runs the page's other python blocks (a session on a real server, handlers reading
    rows in place, a DAG using the name) in a fresh interpreter, and uses the handler
    by name in this process;
-5. uninstalls the package, so no other test sees an extra handler.
+5. takes that directory off the path again, so no other test sees an extra handler.
 
 Everything is offline: pip gets ``--no-index --no-deps --no-build-isolation``
 (hatchling is in the env), and ``python -m build`` gets ``--no-isolation``, the one
-rewrite of a block. The package is installed as a copy, not editable: should a run be
-killed before the uninstall, what stays behind still imports, where an editable install
-would point into a deleted temp folder and make ``remsvc handlers`` fail everywhere.
-A file lock is held from install to uninstall, so two test runs at once take turns
-instead of uninstalling the package under each other.
+rewrite of a block. Each run has its own directory, so runs at once never meet, and a
+run killed half way leaves nothing behind in the environment.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import importlib.metadata as metadata
 import json
 import re
 import subprocess
 import sys
 import tarfile
-import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,8 +63,6 @@ PACKAGE_TESTS = "tests/test_handler.py"
 PYTEST, HANDLERS, RUN, BUILD = "pytest", "remsvc handlers", "remsvc run", "python -m build"
 SHELL_COMMANDS = (PYTEST, HANDLERS, RUN, BUILD)
 
-INSTALL_LOCK = Path(tempfile.gettempdir()) / "remsvc-plugin-guide-install.lock"
-LOCK_WAIT_S = 300.0
 PIP_TIMEOUT_S = 300.0
 
 
@@ -127,27 +119,6 @@ def shell_block(command: str) -> Block:
 # -- installing and removing it ----------------------------------------------------
 
 
-@contextlib.contextmanager
-def install_lock() -> Iterator[None]:
-    """Hold the lock that says "this package is ours" for the whole block."""
-    with INSTALL_LOCK.open("w") as handle:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"another test run held {INSTALL_LOCK} for {LOCK_WAIT_S:.0f} s"
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def installed_copy_is_current() -> bool:
     """The installed distribution has this page's version, entry points and modules."""
     try:
@@ -178,8 +149,9 @@ def pip(*args: str) -> None:
     assert done.returncode == 0, f"pip {' '.join(args)} failed\n{done.stdout}\n{done.stderr}"
 
 
-def ensure_installed(project: Path) -> bool:
-    """Install ``project`` unless this exact package is installed; True if it installed."""
+def ensure_installed(project: Path, target: Path) -> bool:
+    """Install ``project`` into ``target`` unless this exact package is found there;
+    True if it installed."""
     if installed_copy_is_current():
         return False
     pip(
@@ -188,31 +160,35 @@ def ensure_installed(project: Path) -> bool:
         "--no-index",
         "--no-deps",
         "--no-build-isolation",
-        "--force-reinstall",
+        "--upgrade",
+        "--target",
+        str(target),
         str(project),
     )
     refresh_handlers()
     return True
 
 
-def uninstall() -> None:
-    pip("uninstall", "--yes", "--quiet", DIST)
-    for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
-        del sys.modules[name]
-    refresh_handlers()
+def target_of(site: Site) -> Path:
+    return Path(site.env_extra["PYTHONPATH"])
 
 
 @pytest.fixture(scope="module")
 def guide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     """The reader's machine: the page's project in ``site.work``, installed."""
-    site = Site(tmp_path_factory.mktemp("plugin-guide"))
+    root = tmp_path_factory.mktemp("plugin-guide")
+    target = root / "site-packages"
+    site = Site(root, env_extra={"PYTHONPATH": str(target)})
     write_project(site.work)
-    with install_lock():
-        try:
-            ensure_installed(site.work)
-            yield site
-        finally:
-            uninstall()
+    sys.path.insert(0, str(target))
+    try:
+        ensure_installed(site.work, target)
+        yield site
+    finally:
+        sys.path.remove(str(target))
+        for name in [m for m in sys.modules if m == PACKAGE or m.startswith(f"{PACKAGE}.")]:
+            del sys.modules[name]
+        refresh_handlers()
 
 
 # -- the page's blocks ---------------------------------------------------------------
@@ -249,7 +225,7 @@ def test_the_tree_shows_exactly_the_files_the_page_writes() -> None:
 
 def test_installing_is_idempotent_and_the_pin_fits_remsvc(guide: Site) -> None:
     assert installed_copy_is_current()
-    assert not ensure_installed(guide.work)  # a second time: nothing to do
+    assert not ensure_installed(guide.work, target_of(guide))  # a second time: nothing to do
     assert metadata.version(DIST) == VERSION
     for text in metadata.requires(DIST) or []:
         requirement = Requirement(text)

@@ -83,3 +83,61 @@ def test_tour_entry_point_names_a_function_the_tour_defines() -> None:
 def test_readme_has_the_tour_sections(heading: str) -> None:
     lines = (REPO / "README.md").read_text(encoding="utf-8").splitlines()
     assert heading in lines
+
+
+# -- the tour's prerequisites, as written ----------------------------------------------
+
+TOUR_INSTALL = '".[pandas]"'
+
+
+@pytest.fixture(scope="module")
+def pandas_only_python(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A fresh venv with exactly what the tour says: ``pip install ".[pandas]"`` (no
+    Airflow, no test tools), the way a reader who activated it has it."""
+    import subprocess
+    import sys
+
+    venv = tmp_path_factory.mktemp("tour-venv")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", f"{REPO}[pandas]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return python
+
+
+@pytest.mark.slow
+def test_the_tour_runs_with_only_what_it_says_to_install(
+    client_site: Site, pandas_only_python: Any
+) -> None:
+    """Every block but the DAG one runs with the pandas extra alone, with the venv's
+    bin/ on PATH (``remsvc`` and ``python`` are the venv's); the DAG block needs Airflow,
+    as the tour says."""
+    intro = readme_tour_intro()
+    assert "source .venv/bin/activate" in intro
+    assert f"pip install {TOUR_INSTALL}" in intro
+    assert 'pip install ".[airflow]"' in intro
+    client_site.python = pandas_only_python
+    python = of_lang(tour(), "python")
+    needs_airflow = [block for block in python if "airflow" in block.text]
+    assert len(needs_airflow) == 1  # the DAG authors' block, and only it
+
+    done = client_site.run_python([block for block in python if block not in needs_airflow])
+    for block in of_lang(tour(), *SHELL_LANGS):
+        if not block.has("no-run"):
+            client_site.run_shell(block)
+    with pytest.raises(AssertionError, match=r"No module named '(airflow|pendulum)'"):
+        client_site.run_python(needs_airflow)
+
+    assert done.stdout.count("=== ") == len(python) - 1
+
+
+def readme_tour_intro() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split(HEADING, 1)[1]
+    return section.split("### ", 1)[0]

@@ -3,11 +3,11 @@ then used by name, exactly as a team publishing handlers would see it."""
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata as metadata
+import os
 import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ DIST = "acme-remsvc-handlers"
 PACKAGE = "acme_remsvc_handlers"
 
 
-def _installed_copy_is_current() -> bool:
+def _installed_copy_is_current(site: Path) -> bool:
     try:
         dist = metadata.distribution(DIST)
     except metadata.PackageNotFoundError:
@@ -34,56 +34,60 @@ def _installed_copy_is_current() -> bool:
     return bool(sources) and all(
         src.name in installed
         and installed[src.name].is_file()
+        and installed[src.name].is_relative_to(site)
         and installed[src.name].read_bytes() == src.read_bytes()
         for src in sources
     )
 
 
-def ensure_example_installed() -> None:
-    """Install the example package unless this exact source is installed already.
-
-    Idempotent and safe against other test processes doing the same (a file lock);
-    offline (--no-index, --no-deps, --no-build-isolation: hatchling is in the env).
-    """
-    lock_path = Path(tempfile.gettempdir()) / "remsvc-example-plugin-install.lock"
-    with lock_path.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if not _installed_copy_is_current():
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pip",
-                        "install",
-                        "--quiet",
-                        "--no-index",
-                        "--no-deps",
-                        "--no-build-isolation",
-                        "--force-reinstall",
-                        str(EXAMPLE),
-                    ],
-                    check=True,
-                    timeout=300,
-                    capture_output=True,
-                )
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    refresh_handlers()
+def install_example(site: Path) -> None:
+    """pip-install the example into ``site``, a throw-away directory put on sys.path,
+    never into this interpreter's environment (which the user keeps after the tests).
+    Offline: --no-index, --no-deps, --no-build-isolation (hatchling is in the env)."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            str(EXAMPLE),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="module")
-def example_installed() -> None:
-    ensure_example_installed()
+def example_installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    site = tmp_path_factory.mktemp("example-site")
+    install_example(site)
+    sys.path.insert(0, str(site))
+    refresh_handlers()
+    try:
+        yield site
+    finally:
+        sys.path.remove(str(site))
+        for name in [m for m in sys.modules if m.split(".")[0] == PACKAGE]:
+            del sys.modules[name]
+        refresh_handlers()
 
 
-def test_installing_is_idempotent(example_installed: None) -> None:
-    assert _installed_copy_is_current()
-    ensure_example_installed()  # a second time: nothing to do, nothing breaks
+def test_installed_into_a_throwaway_site_only(example_installed: Path) -> None:
+    assert _installed_copy_is_current(example_installed)
     assert metadata.version(DIST) == "0.1.0"
+    # The interpreter's own environment, without the throw-away site, has no trace of it.
+    own = [p for p in sys.path if p != str(example_installed)]
+    assert not list(metadata.distributions(name=DIST, path=own))
 
 
-def test_example_is_listed(example_installed: None) -> None:
+def test_example_is_listed(example_installed: Path) -> None:
     info = next(i for i in list_handlers() if i.name == "json_lines")
     assert info.package == DIST
     assert info.version == "0.1.0"
@@ -94,7 +98,7 @@ def test_example_is_listed(example_installed: None) -> None:
     assert info.entry_point == "acme_remsvc_handlers.json_lines:json_lines"
 
 
-def test_example_is_selected_by_name(example_installed: None, make_result: Any) -> None:
+def test_example_is_selected_by_name(example_installed: Path, make_result: Any) -> None:
     raw = {
         "2": make_result(2, "report b", out='{"n": 2}\n'),
         "10": make_result(10, "report j", out='{"n": 10}\n{"n": 11}\n'),
@@ -111,7 +115,7 @@ def test_example_is_selected_by_name(example_installed: None, make_result: Any) 
 
 
 @pytest.mark.slow
-def test_example_packages_own_tests_pass(example_installed: None) -> None:
+def test_example_packages_own_tests_pass(example_installed: Path) -> None:
     """The example's test suite (which uses the remsvc_server fixture) passes as a
     plugin author would run it: pytest from the package folder."""
     run = subprocess.run(
@@ -120,6 +124,7 @@ def test_example_packages_own_tests_pass(example_installed: None) -> None:
         capture_output=True,
         text=True,
         timeout=240,
+        env={**os.environ, "PYTHONPATH": str(example_installed)},
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert " passed" in run.stdout

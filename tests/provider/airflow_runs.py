@@ -23,13 +23,39 @@ def tls_uri(server: Any, tls_files: Any, token: str = TOKEN, host: str = "localh
     return f"remsvc://{host}:{server.port}?{query}"
 
 
+def serialize(value: Any) -> Any:
+    """Airflow's serde, from wherever this Airflow keeps it (the Task SDK from 3.2)."""
+    try:
+        from airflow.sdk.serde import serialize as serialize_
+    except ImportError:  # Airflow 3.1
+        from airflow.serialization.serde import serialize as serialize_
+    return serialize_(value)
+
+
+def deserialize(value: Any) -> Any:
+    try:
+        from airflow.sdk.serde import deserialize as deserialize_
+    except ImportError:  # Airflow 3.1
+        from airflow.serialization.serde import deserialize as deserialize_
+    return deserialize_(value)
+
+
+def dag_bag_api() -> tuple[Any, Any]:
+    """``(DagBag, sync_bag_to_db)``: in ``airflow.dag_processing.dagbag`` from 3.2."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    except ImportError:  # Airflow 3.1
+        from airflow.models.dagbag import DagBag, sync_bag_to_db
+    return DagBag, sync_bag_to_db
+
+
 def run_dag(dag: Any) -> Any:
     """Register ``dag`` in the metadata DB (as the DAG processor would) and ``dag.test()`` it.
 
     ``dag.test()`` runs each task in-process and, for a deferred task, runs its
     trigger inline, then resumes the task with the trigger's event.
     """
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    DagBag, sync_bag_to_db = dag_bag_api()
 
     bag = DagBag(dag_folder="/nonexistent-remsvc-dags", collect_dags=False)
     bag.bag_dag(dag)
@@ -51,7 +77,6 @@ def xcom_value(
 ) -> Any:
     """The XCom a task pushed, deserialized the way a downstream task would see it."""
     from airflow.models.xcom import XComModel
-    from airflow.sdk.serde import deserialize
     from airflow.utils.session import create_session
 
     with create_session() as session:

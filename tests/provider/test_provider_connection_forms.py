@@ -264,8 +264,8 @@ def test_the_hooks_sync_and_async_runs_agree(
         ("remsvc://h:1?use_ssl=maybe", "use_ssl must be true or false"),
         ("remsvc://h:1?use_ssl=true&ca_cert_path=/nonexistent/ca.pem", "does not exist"),
         ("remsvc://h:1?use_ssl=true&client_cert_path=/etc/hosts", "needs both"),
-        ("remsvc://someone:pw@h:1", "login, password"),
-        ("remsvc://h:1/db", "schema"),
+        ('remsvc://h:1?extra={"verify":false}', "never ignored"),
+        ("remsvc://:pw@h:1?bearer_token=other", "given twice with different values"),
         ('remsvc://h:1?extra={"use_ssl":tru}', "not valid JSON"),
         ("remsvc://h:1?keepalive_s=1", "keepalive_s must be a whole number of seconds from 10"),
     ],
@@ -277,6 +277,24 @@ def test_unusable_settings_are_errors(set_conn: SetConn, uri: str, expected: str
         settings_of("remsvc_bad")
 
     assert expected in str(caught.value)
+
+
+def test_fields_1_0_0_ignored_are_ignored_and_the_password_is_the_token(
+    set_conn: SetConn, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    set_conn("remsvc_seed_uri", "remsvc://someone:pw-token@h:1/db?timeout=30")
+
+    with caplog.at_level("WARNING"):
+        settings = settings_of("remsvc_seed_uri")
+    captured = capfd.readouterr()
+    logged = caplog.text + captured.out + captured.err
+
+    assert settings.target == "h:1"
+    assert settings.bearer_token.reveal() == "pw-token"
+    warnings = [line for line in logged.splitlines() if "does not use" in line]
+    assert len(warnings) == 1, logged
+    assert "'login', 'schema', 'timeout'" in warnings[0]
+    assert "pw-token" not in logged
 
 
 # -- the UI's Test button --
@@ -300,7 +318,35 @@ def test_test_connection_answers_truthfully(
     assert "UNAUTHENTICATED" in refused_message
     assert not gone
     assert "UNAVAILABLE" in gone_message
+    assert f"Nothing listens at localhost:{closed_port}" in gone_message
     for message in (ok_message, refused_message, gone_message):
         assert TOKEN not in message
         assert "nope-x" not in message
     assert IDENTITY not in ok_message  # the server's identity names are its business
+
+
+def test_test_button_says_what_is_wrong(
+    set_conn: SetConn, tls_server: Any, plaintext_server: Any, tls_files: Any
+) -> None:
+    """Settings that cannot be used send nothing; a TLS mismatch is named as one; the
+    Test button's connection id (random, made by the UI) is never shown."""
+    set_conn("remsvc_x7f3k", original_uri(tls_server.port, {"ca_cert_path": tls_files.ca_cert}))
+    set_conn("remsvc_tls_on_plain", original_uri(plaintext_server.port, {"use_ssl": True}))
+    set_conn("remsvc_plain_on_tls", original_uri(tls_server.port, {"bearer_token": TOKEN}))
+
+    unusable = RemSvcHook("remsvc_x7f3k").test_connection()
+    tls_on_plain = RemSvcHook("remsvc_tls_on_plain").test_connection()
+    plain_on_tls = RemSvcHook("remsvc_plain_on_tls").test_connection()
+
+    assert unusable[0] is False
+    assert unusable[1].startswith("Nothing was sent: these settings cannot be used")
+    assert "TLS is off" in unusable[1]
+    assert "remsvc_x7f3k" not in unusable[1]
+    assert tls_on_plain[0] is False
+    assert "does not speak TLS" in tls_on_plain[1]
+    assert "turn TLS off" in tls_on_plain[1]
+    assert plain_on_tls[0] is False
+    assert "speaks TLS but the connection has TLS off" in plain_on_tls[1]
+    for _, message in (unusable, tls_on_plain, plain_on_tls):
+        assert "is the server running" not in message
+        assert TOKEN not in message

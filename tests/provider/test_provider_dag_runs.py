@@ -247,7 +247,7 @@ def test_non_zero_rc_fails_after_reporting(tls_conn: str) -> None:
     assert pushed["state"] == "FAILED"
     assert [row["rc"] for row in pushed["results"]] == [0, 3, 0]
     message = pushed["error_msg"]
-    assert "tid 2 rc=3" in message
+    assert "tid 2 rc=3 (cmd 'echo boom-on-stderr >&2; exit 3')" in message
     assert "boom-on-stderr" in message
     assert "tid 1" not in message
     assert "tid 3" not in message

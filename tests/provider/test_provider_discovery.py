@@ -60,12 +60,16 @@ def test_provider_info_matches_airflows_schema() -> None:
 def test_form_offers_exactly_the_settings_the_parser_knows() -> None:
     from remsvc_core.connection import EXTRA_FIELDS
 
-    assert tuple(form.conn_fields()) == EXTRA_FIELDS
+    # Every setting but the token is an extra field; the token is the Password field.
+    assert set(form.conn_fields()) | {"bearer_token"} == set(EXTRA_FIELDS)
+    assert "bearer_token" not in form.conn_fields()
     for name, field in form.conn_fields().items():
         assert field["label"] == EXTRAS[name].label
-        assert field["description"] == EXTRAS[name].description
-    expected_placeholders = {n: e.placeholder for n, e in EXTRAS.items() if e.placeholder}
-    assert expected_placeholders.items() <= form.placeholders().items()
+        assert field["description"].startswith(EXTRAS[name].description)
+        if EXTRAS[name].placeholder:  # the sample is in the help text, never a suggestion
+            assert field["description"].endswith(f"For example: {EXTRAS[name].placeholder}")
+        assert "examples" not in field["schema"]
+    assert form.ui_field_behaviour_provider_info()["relabeling"]["password"] == "Bearer token"
 
 
 def test_dag_authors_doc_describes_every_field_of_the_form() -> None:
@@ -80,47 +84,80 @@ def test_dag_authors_doc_describes_every_field_of_the_form() -> None:
         assert rows.get(f"`{name}`") == extra.label, f"docs/dag-authors.md: {name}"
 
 
-def test_providers_manager_registers_hook_and_form() -> None:
+def runtime_hooks() -> Any:
+    """The hooks registry where each Airflow version supports it: the Task SDK's
+    runtime manager from 3.2 (``ProvidersManager.hooks`` is deprecated in 3.3)."""
+    try:
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+    except ImportError:  # Airflow 3.1
+        from airflow.providers_manager import ProvidersManager
+
+        return ProvidersManager().hooks
+    return ProvidersManagerTaskRuntime().hooks
+
+
+def test_providers_manager_registers_hook_and_version() -> None:
     from airflow.providers_manager import ProvidersManager
 
     manager = ProvidersManager()
 
     assert manager.providers[PACKAGE].version == get_provider_info()["versions"][0]
-    hook = manager.hooks["remsvc"]
+    hook = runtime_hooks()["remsvc"]
     assert hook is not None
     assert hook.hook_class_name == "remsvc_provider.hooks.remsvc.RemSvcHook"
     assert hook.connection_id_attribute_name == "grpc_conn_id"
     assert hook.hook_name == "RemSvc gRPC"
-    widgets = manager.connection_form_widgets
-    assert widgets["extra__remsvc__bearer_token"].is_sensitive
-    assert not widgets["extra__remsvc__ca_cert_path"].is_sensitive
-    behaviour = manager.field_behaviours["remsvc"]
-    assert set(behaviour["hidden_fields"]) == {"schema", "login", "password", "extra"}
-    assert behaviour["placeholders"]["port"] == "50051"
-    assert behaviour["placeholders"]["extra__remsvc__ca_cert_path"] == "/etc/ssl/remsvc-ca.pem"
 
 
-def test_ui_metadata_the_api_server_serves() -> None:
-    """What the connection form in the Airflow 3.2+ UI is built from."""
-    from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+# What the API server hands the UI, computed the way it does: in a fresh process whose
+# first use of the providers manager is HookMetaService (which stands in for wtforms;
+# once a process initialised the hooks without it, 3.1 has no form for any provider).
+_UI_METADATA = """
+import json
+from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+(meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "remsvc"]
+print("UI-METADATA " + meta.model_dump_json())
+"""
 
-    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "remsvc"]
+
+@pytest.fixture(scope="module")
+def ui_metadata() -> Any:
+    from airflow.api_fastapi.core_api.datamodels.connections import ConnectionHookMetaData
+
+    done = subprocess.run(
+        [sys.executable, "-c", _UI_METADATA],
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("UI-METADATA "))
+    return ConnectionHookMetaData.model_validate_json(line.removeprefix("UI-METADATA "))
+
+
+def test_ui_metadata_the_api_server_serves(ui_metadata: Any) -> None:
+    """What the connection form in the 3.x UI is built from (from the provider info on
+    3.2+, from the hook's methods on 3.1)."""
+    meta = ui_metadata
 
     assert meta.hook_name == "RemSvc gRPC"
     standard = meta.standard_fields
     assert standard.login.hidden
-    assert standard.password.hidden
+    assert not standard.password.hidden  # the masked Bearer token field
+    assert standard.password.title == "Bearer token"
     assert standard.url_schema.hidden
     assert standard.port.placeholder == "50051"
     assert standard.host.placeholder
     extra = meta.extra_fields
-    assert set(extra) == set(EXTRAS)
+    assert set(extra) == set(EXTRAS) - {"bearer_token"}
     assert extra["use_ssl"]["schema"]["title"] == "Use TLS"
     assert "boolean" in extra["use_ssl"]["schema"]["type"]
-    assert extra["bearer_token"]["schema"]["format"] == "password"
     assert extra["client_cert_path"]["schema"]["title"] == "Client certificate path (mutual TLS)"
     assert all(field["description"] for field in extra.values())
-    assert extra["ca_cert_path"]["schema"]["examples"] == ["/etc/ssl/remsvc-ca.pem"]
+    # A JSON-schema "examples" list becomes a suggestion list in the UI, not a placeholder.
+    assert all("examples" not in field["schema"] for field in extra.values())
+    assert "For example: /etc/ssl/remsvc-ca.pem" in extra["ca_cert_path"]["description"]
 
 
 @pytest.fixture
@@ -159,22 +196,27 @@ def test_airflow_31_hook_classmethods_describe_the_same_form() -> None:
     widgets = RemSvcHook.get_connection_form_widgets()
     infos = {
         f"extra__remsvc__{name}": ConnectionFormWidgetInfo(
-            "RemSvcHook", PACKAGE, field, name, name == "bearer_token"
+            "RemSvcHook", PACKAGE, field, name, False
         )
         for name, field in widgets.items()
     }
     from_hook = HookMetaService._convert_extra_fields(infos)["remsvc"]
-    from_provider_info = next(
-        m.extra_fields for m in HookMetaService.hook_meta_data() if m.connection_type == "remsvc"
-    )
+    # The provider info's conn-fields, as Airflow 3.2+ hands them to the UI (the label
+    # becomes the schema's title); on 3.1 they are not read, so compare the declaration.
+    from_provider_info = {
+        name: {**field, "schema": {**field["schema"], "title": field["label"]}}
+        for name, field in form.conn_fields().items()
+    }
 
+    assert set(from_hook) == set(from_provider_info)
     for name, field in from_provider_info.items():
-        assert from_hook[name]["schema"]["title"] == field["schema"]["title"]
-        assert from_hook[name]["schema"]["type"] == field["schema"]["type"]
-        assert from_hook[name]["schema"].get("format") == field["schema"].get("format")
+        for key in ("title", "type", "format", "examples"):
+            assert from_hook[name]["schema"].get(key) == field["schema"].get(key), (name, key)
+        assert from_hook[name]["description"] == field["description"]
     behaviour = RemSvcHook.get_ui_field_behaviour()
     info_behaviour = get_provider_info()["connection-types"][0]["ui-field-behaviour"]
     assert behaviour["hidden_fields"] == info_behaviour["hidden-fields"]
+    assert behaviour["relabeling"] == info_behaviour["relabeling"]
     assert behaviour["placeholders"] == info_behaviour["placeholders"]
 
 
@@ -192,6 +234,13 @@ def test_airflow_providers_list_shows_the_provider() -> None:
 
 
 def test_airflow_connections_test_makes_a_real_ping(tls_server: Any, tls_files: Any) -> None:
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    if Version(airflow_version) < Version("3.2"):
+        # 3.1's command reads no AIRFLOW_CONN_* variable, and storing one fails there
+        # with current cryptography (MultiFernet has no is_encrypted): nothing to test.
+        pytest.skip("airflow connections test on 3.1 cannot see a connection made here")
     good = airflow_cli(
         "connections",
         "test",
@@ -207,7 +256,9 @@ def test_airflow_connections_test_makes_a_real_ping(tls_server: Any, tls_files: 
 
     assert good.returncode == 0, good.stdout + good.stderr
     assert "Connection success" in good.stdout
-    assert bad.returncode == 1
+    # Before 3.3 the command exits 0 whatever the test said (docs/dag-authors.md says so).
+    failed_status = 1 if Version(airflow_version) >= Version("3.3") else 0
+    assert bad.returncode == failed_status
     assert "Connection failed" in bad.stdout
     assert "UNAUTHENTICATED" in bad.stdout
     for output in (good.stdout, good.stderr, bad.stdout, bad.stderr):

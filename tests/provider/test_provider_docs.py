@@ -55,7 +55,9 @@ def test_the_doc_has_examples_to_test() -> None:
 
 @pytest.fixture(scope="module")
 def doc_bag(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_runs import dag_bag_api
+
+    DagBag, _ = dag_bag_api()
 
     folder = tmp_path_factory.mktemp("doc_dags")
     for index, text in enumerate(dag_blocks()):

@@ -34,8 +34,18 @@ def test_original_parameters_and_defaults() -> None:
     assert op.grpc_conn_id == "remsvc_default"
     assert op.stream_timeout == 3600.0
     assert op.result_handler is None
-    assert op.deferrable is True
-    assert tuple(RemSvcOperator.template_fields) == ("commands", "metadata")
+    assert tuple(RemSvcOperator.template_fields) == ("grpc_conn_id", "commands", "metadata")
+
+
+@pytest.mark.parametrize("configured", ["True", "False"])
+def test_deferrable_follows_operators_default_deferrable(
+    monkeypatch: pytest.MonkeyPatch, configured: str
+) -> None:
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", configured)
+
+    assert make(commands=["ls"]).deferrable is (configured == "True")
+    assert make(commands=["ls"], deferrable=True).deferrable is True
+    assert make(commands=["ls"], deferrable=False).deferrable is False
 
 
 @pytest.mark.parametrize(
@@ -43,7 +53,7 @@ def test_original_parameters_and_defaults() -> None:
     [
         ({"commands": [{"cmd": "   "}]}, "commands[0].cmd is blank"),
         ({"commands": []}, "commands is empty"),
-        ({"commands": [{"cmd": "ls", "tid": 4}]}, "unknown field(s) 'tid'"),
+        ({"commands": [{"cmd": "ls", "tid": 4, "cmdtyp": "0"}]}, "cmdtyp must be 0 (shell) or 1"),
         ({"commands": [{"cmd": "ls", "cmdtyp": 5}]}, "cmdtyp must be 0 (shell) or 1"),
         ({"commands": "hostname"}, "commands must be a list"),
         ({"commands": ["ls"], "result_handler": "no_such_handler"}, "dataframe"),
@@ -105,7 +115,9 @@ def test_partial_checks_static_arguments_too() -> None:
 
 
 def test_a_dag_file_with_an_unknown_handler_is_an_import_error(tmp_path: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_runs import dag_bag_api
+
+    DagBag, _ = dag_bag_api()
 
     (tmp_path / "typo_dag.py").write_text(
         textwrap.dedent(

@@ -34,7 +34,7 @@ async def first_event(trigger: Any) -> Any:
 
 
 def test_serialized_arguments_round_trip_and_hold_no_secret(tls_conn: str) -> None:
-    from airflow.sdk.serde import deserialize, serialize
+    from airflow_runs import deserialize, serialize
 
     from remsvc_provider.triggers.remsvc import RemSvcTrigger
 
@@ -67,6 +67,52 @@ def test_event_carries_the_outcome_as_json(tls_conn: str) -> None:
     assert outcome.complete
     assert outcome.results[1].out == "hi\n"
     assert TOKEN not in json.dumps(event.payload)
+
+
+def test_a_1_0_0_era_serialization_still_rebuilds(tls_conn: str) -> None:
+    """What a trigger row of an older version holds (no result_handler): a rollback or
+    an upgrade mid-run must rebuild it, so new arguments keep their defaults."""
+    from remsvc_provider.triggers.remsvc import RemSvcTrigger
+
+    stored = {
+        "commands": [{"cmd": "echo old", "cmdtyp": 0, "cmdusr": "", "src": ""}],
+        "grpc_conn_id": tls_conn,
+        "stream_timeout": 60.0,
+        "metadata": [],
+    }
+
+    event = asyncio.run(first_event(RemSvcTrigger(**stored)))
+
+    assert event.payload["status"] == "complete"
+    assert event.payload["outcome"]["results"][0]["out"] == "old\n"
+
+
+def test_the_event_logs_as_a_summary_and_carries_every_output(
+    tls_conn: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Airflow's triggerer logs ``"Trigger fired event", result=<event>``: the event's
+    repr goes into the triggerer's and the task's log. Outputs belong in XCom."""
+    from remsvc_core.results import StreamOutcome
+
+    big = "python3 -c \"print('x' * 200000)\""
+    commands = [{"cmd": big}, {"cmd": "echo small"}, {"cmd": "exit 4"}]
+
+    with caplog.at_level("INFO"):
+        event = asyncio.run(first_event(make_trigger(grpc_conn_id=tls_conn, commands=commands)))
+    captured = capfd.readouterr()
+    logged = caplog.text + captured.out + captured.err
+
+    as_logged = json.dumps({"event": "Trigger fired event", "result": event}, default=repr)
+    assert len(as_logged) < 500, as_logged
+    assert "xxxxxxxxxx" not in as_logged
+    assert "3 of 3 result(s)" in as_logged
+    outcome = StreamOutcome.from_json(json.loads(json.dumps(event.payload))["outcome"])
+    assert outcome.results[1].out == "x" * 200000 + "\n"  # whole, for the task's XCom
+    assert [outcome.results[tid].rc for tid in (1, 2, 3)] == [0, 0, 4]
+    closing = [line for line in logged.splitlines() if "closed:" in line]
+    assert closing, logged
+    assert "1 with a non-zero exit code" in closing[-1]
+    assert "ended with OK" not in logged
 
 
 def test_unknown_connection_fires_an_error_event() -> None:
@@ -198,3 +244,35 @@ def test_handler_result_hooks_run_in_the_triggerer(
     assert [row["tid"] for row in pushed["results"]] == [1]
     assert "stopper saw tid 1" in pushed["error_msg"]
     assert "no result for tid(s) 2, 3" in pushed["error_msg"]
+
+
+# -- lineage --
+
+
+def test_openlineage_facets_name_the_server_and_the_commands(tls_conn: str) -> None:
+    """The OpenLineage provider's own extractor reads the operator's facets after the
+    task resumed from a real trigger event."""
+    pytest.importorskip("airflow.providers.openlineage")
+    from airflow.providers.openlineage.extractors.base import DefaultExtractor
+    from openlineage.client.serde import Serde
+
+    from remsvc_core.hashing import command_hash
+    from remsvc_provider.operators.remsvc import RemSvcOperator
+
+    commands = [{"cmd": "echo lineage"}, {"cmd": "exit 0"}]
+    operator = RemSvcOperator(task_id="lineage", commands=commands)
+    trigger = make_trigger(grpc_conn_id=tls_conn, commands=commands)
+    event = asyncio.run(first_event(trigger))
+
+    before = DefaultExtractor(operator).extract_on_complete(None)
+    pushed = operator.execute_complete({}, event.payload)
+    lineage = DefaultExtractor(operator).extract_on_complete(None)
+
+    assert before is None  # nothing ran yet: nothing to say
+    assert pushed["state"] == "SUCCESS"
+    facet = json.loads(Serde.to_json(lineage.run_facets["remsvc"]))
+    assert facet["namespace"].startswith("remsvc://localhost:")
+    assert facet["commandHashes"] == [command_hash("echo lineage"), command_hash("exit 0")]
+    assert (facet["commands"], facet["results"], facet["failed"]) == (2, 2, 0)
+    assert facet["status"] == "OK"
+    assert "lineage\n" not in json.dumps(facet)  # no outputs, no command text

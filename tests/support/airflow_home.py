@@ -40,6 +40,9 @@ def prepare_airflow_home(suite: str) -> Path:
             "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow.db'}",
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            # RemSvcOperator's deferrable follows this (Airflow's default is False); most
+            # tests are about the triggerer path, and the operator tests check both.
+            "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
         }
     )
     atexit.register(shutil.rmtree, root, ignore_errors=True)
