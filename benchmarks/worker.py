@@ -12,8 +12,10 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -52,11 +54,19 @@ def direct_spawn(args: dict[str, Any]) -> dict[str, Any]:
     for _ in range(min(20, n)):
         _spawn(cmd)
     failures = 0
+    cpu_start = time.process_time()
     start = time.perf_counter()
     for _ in range(n):
         failures += _spawn(cmd) != 0
     elapsed = time.perf_counter() - start
-    return {"elapsed_s": elapsed, "rate": n / elapsed, "failures": failures}
+    cpu = time.process_time() - cpu_start
+    return {
+        "elapsed_s": elapsed,
+        "rate": n / elapsed,
+        "failures": failures,
+        # The parent's own CPU (spawning, reading the pipes, reaping), not the children's.
+        "cpu_us_per_command": cpu / n * 1e6,
+    }
 
 
 @job
@@ -360,36 +370,61 @@ def many_streams(args: dict[str, Any]) -> dict[str, Any]:
     return asyncio.run(main())
 
 
+def _output_bytes(outcome: Any) -> int:
+    """Bytes of stdout that came back, in memory or in spill files (after the timing)."""
+    got = 0
+    for result in outcome.results.values():
+        got += len(result.out)
+        if result.out_file is not None:
+            got += os.path.getsize(result.out_file)
+    return got
+
+
 @job
 def large_output(args: dict[str, Any]) -> dict[str, Any]:
-    """One command whose stdout is SIZE bytes, through one stream."""
+    """One command whose stdout is SIZE bytes, through one stream, in one of three modes:
+    ``classic`` (the whole output in the result message, as 1.0.0's wire has it),
+    ``live`` (sent as it is printed, put back together in memory) or ``spill`` (sent
+    as it is printed, kept in a file past 8 MiB)."""
     from remsvc_core.engine import run_commands
 
-    cmd, size = str(args["cmd"]), int(args["size"])
+    cmd, size, mode = str(args["cmd"]), int(args["size"]), str(args.get("mode", "classic"))
     settings = _settings(args)
+    spill_dir = tempfile.mkdtemp(prefix="remsvc-bench-spill-") if mode == "spill" else None
+    modes: dict[str, dict[str, Any]] = {
+        "classic": {},
+        "live": {"follow": True},
+        "spill": {"spill_dir": spill_dir},
+    }
+    options = modes[mode]
 
     async def main() -> dict[str, Any]:
-        warm = await run_commands(["echo warm"], settings, stream_timeout=60.0)
+        warm = await run_commands(["echo warm"], settings, stream_timeout=60.0, **options)
         if not warm.complete:
             raise RuntimeError(f"warm-up stream failed: {warm.describe_failure()}")
         gc.collect()
         reset_peak_rss()
         before = rss_mib()
         start = time.perf_counter()
-        outcome = await run_commands([cmd], settings, stream_timeout=600.0)
+        outcome = await run_commands([cmd], settings, stream_timeout=600.0, **options)
         elapsed = time.perf_counter() - start
         peak = peak_rss_mib()
-        got = sum(len(r.out) for r in outcome.results.values())
         return {
             "elapsed_s": elapsed,
             "mb_per_s": size / 1e6 / elapsed,
-            "bytes": got,
+            "bytes": _output_bytes(outcome),
             "peak_rss_mib": peak,
             "peak_growth_mib": peak - before,
+            "mode": mode,
+            "extensions": list(outcome.extensions),
             **_outcome_summary(outcome),
         }
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    finally:
+        if spill_dir is not None:
+            shutil.rmtree(spill_dir, ignore_errors=True)
 
 
 @job

@@ -22,7 +22,13 @@ from benchmarks.server_proc import ServerProcess
 KEY = "throughput"
 TITLE = "1. One stream vs direct spawn"
 CMD = "true"
-TARGETS = {1: Target(">=", 0.85), 4: Target(">=", 1.6)}
+# Issue 13: one stream at 0.95x direct spawn, max_parallel=2 at 1.4x on 2 cores; issue 7
+# asked 1.6x of max_parallel=4.
+TARGETS = {1: Target(">=", 0.95), 2: Target(">=", 1.4), 4: Target(">=", 1.6)}
+#: Server CPU per command before issue 13 (benchmarks/results/full.md of that run,
+#: max_parallel=1: 345 µs); the issue's target is at most 0.6x that.
+SERVER_CPU_BEFORE_US = 345.0
+SERVER_CPU_TARGET = Target("<=", 0.6 * SERVER_CPU_BEFORE_US, on="value")
 
 
 def run(ctx: Context) -> ScenarioResult:
@@ -36,9 +42,12 @@ def run(ctx: Context) -> ScenarioResult:
     child_cpu: dict[int, list[float]] = {level: [] for level in levels}
     raw: dict[str, list[dict[str, Any]]] = {}
 
+    parent_cpu: list[float] = []
+
     def direct() -> float:
         out = run_worker("direct_spawn", {"n": n, "cmd": CMD})
         raw.setdefault("direct", []).append(out)
+        parent_cpu.append(float(out["cpu_us_per_command"]))
         if out["failures"]:
             raise RuntimeError(f"{out['failures']} direct spawns of {CMD!r} failed")
         return float(out["rate"])
@@ -49,8 +58,12 @@ def run(ctx: Context) -> ScenarioResult:
         }
         noop = stack.enter_context(ServerProcess(noop=True))
 
+        noop_cpu: list[float] = []
+
         def transport_only() -> float:
+            before = noop.cpu_seconds()
             out = run_worker("stream", {"target": noop.target, "n": n, "cmd": CMD})
+            noop_cpu.append((noop.cpu_seconds() - before) / n * 1e6)
             raw.setdefault("noop", []).append(out)
             if out["missing"] or out["status"] != "OK":
                 raise RuntimeError(f"stream to the no-op server fell short: {out}")
@@ -105,6 +118,41 @@ def run(ctx: Context) -> ScenarioResult:
             f"most {cores / total * 1e6:.0f} cmd/s ({cores / total * 1e6 / median(base):.2f}x "
             "direct spawn) however well the work overlaps"
         )
+    for level in levels:
+        result.rows.append(
+            Row(
+                case=f"server CPU per command, max_parallel={level}",
+                value=median(server_cpu[level]),
+                unit="µs",
+                baseline=median(parent_cpu),
+                baseline_label="parent CPU per command of a subprocess.run loop",
+                ratio=median(server_cpu[level]) / median(parent_cpu),
+                target=SERVER_CPU_TARGET if level == 1 else None,
+                note=f"{median(server_cpu[level]) / SERVER_CPU_BEFORE_US:.2f}x the "
+                f"{SERVER_CPU_BEFORE_US:.0f} µs before issue 13"
+                if level == 1
+                else "",
+            )
+        )
+    result.rows.append(
+        Row(
+            case="diagnostic: no-op server CPU per command (gRPC alone)",
+            value=median(noop_cpu),
+            unit="µs",
+            baseline=median(parent_cpu),
+            baseline_label="parent CPU per command of a subprocess.run loop",
+            ratio=median(noop_cpu) / median(parent_cpu),
+        )
+    )
+    floor = median(noop_cpu) + median(parent_cpu)
+    result.notes.append(
+        f"Server CPU per command at max_parallel=1: {median(server_cpu[1]):.0f} µs. What a "
+        f"server must spend at least: one gRPC exchange ({median(noop_cpu):.0f} µs, the no-op "
+        f"server's) plus one spawn, read and reap ({median(parent_cpu):.0f} µs, the "
+        f"subprocess.run loop's) = {floor:.0f} µs; the rest, "
+        f"{median(server_cpu[1]) - floor:.0f} µs, is the server's own work (admission, "
+        "limits, the event loop's wake-ups for three descriptors, the log line)."
+    )
     noop_rates = values["noop"]
     result.rows.append(
         Row(

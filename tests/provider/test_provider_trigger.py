@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
@@ -264,8 +265,13 @@ def test_openlineage_facets_name_the_server_and_the_commands(tls_conn: str) -> N
     trigger = make_trigger(grpc_conn_id=tls_conn, commands=commands)
     event = asyncio.run(first_event(trigger))
 
+    # The context's task instance is a stand-in with the fields execute_complete reads
+    # (it names the batch from them); the trigger, its server and the event are real.
+    ti = SimpleNamespace(
+        dag_id="lineage_dag", task_id="lineage", run_id="manual__1", try_number=1, map_index=-1
+    )
     before = DefaultExtractor(operator).extract_on_complete(None)
-    pushed = operator.execute_complete({}, event.payload)
+    pushed = operator.execute_complete({"ti": ti}, event.payload)
     lineage = DefaultExtractor(operator).extract_on_complete(None)
 
     assert before is None  # nothing ran yet: nothing to say
