@@ -42,6 +42,7 @@ from remsvc_provider._durable import (
 )
 from remsvc_provider._failure import failure_message
 from remsvc_provider._lineage import lineage_record, operator_lineage, report_to_hook
+from remsvc_provider._outputs import check_output_dir, keep_outputs, spill_dir_for, task_folder
 from remsvc_provider.hooks.remsvc import RemSvcHook
 from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, RemSvcTrigger, command_inputs
 
@@ -86,6 +87,11 @@ class RemSvcOperator(BaseOperator):
         written to the task log while it runs (default 1 MiB; 0 logs none). Needs a
         server that sends live output (the reference server); every server gets one
         log line per result.
+    :param output_dir: keep outputs larger than 8 MiB as files here instead of in the
+        trigger event and XCom: a directory the triggerers and workers share, or an
+        object storage URL (``s3://bucket/remsvc``). The result then has an empty
+        ``out`` and names the file and its SHA-256 (``out_file``, ``out_sha256``).
+        Needs a server that sends live output (the reference server).
     """
 
     # The three fields 1.0.0 templated: DAGs written for it pass "{{ params.conn }}".
@@ -104,6 +110,7 @@ class RemSvcOperator(BaseOperator):
         deferrable: bool | None = None,
         on_retry: str = "rerun",
         log_output_limit: int | None = None,
+        output_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -123,6 +130,10 @@ class RemSvcOperator(BaseOperator):
             )
         self.on_retry = on_retry
         self.log_output_limit = log_output_limit
+        try:
+            self.output_dir = check_output_dir(output_dir)
+        except ValueError as exc:
+            raise AirflowException(f"RemSvc task {self.task_id!r}: {exc}") from None
         self._running_batch: tuple[ChannelSettings, str] | None = None
         self.commands = commands
         self.grpc_conn_id = grpc_conn_id
@@ -194,6 +205,7 @@ class RemSvcOperator(BaseOperator):
                     result_handler=spec,
                     skip_tids=sorted(earlier) or None,
                     log_output_limit=self.log_output_limit,
+                    output_dir=task_folder(self.output_dir, context["ti"]),
                 ),
                 method_name="execute_complete",
                 timeout=timedelta(seconds=float(self.stream_timeout) + DEFERRAL_GRACE_S),
@@ -202,20 +214,24 @@ class RemSvcOperator(BaseOperator):
         key = batch_key(context["ti"], batch)
         limit = DEFAULT_OUTPUT_LIMIT if self.log_output_limit is None else self.log_output_limit
         hook = RemSvcHook(grpc_conn_id=self.grpc_conn_id)
+        folder = task_folder(self.output_dir, context["ti"])
         try:
             settings = hook.get_channel_settings()
             self._running_batch = (settings, key) if key else None
-            outcome = hook.run_commands(
-                batch,
-                stream_timeout=float(self.stream_timeout),
-                metadata=metadata,
-                hooks=[
-                    *self._pipeline.result_hooks(),
-                    StreamWatch(self.log.info, output_limit=limit),
-                ],
-                batch_key=key,
-                follow=limit > 0,
-            )
+            with spill_dir_for(folder) as spill_dir:
+                outcome = hook.run_commands(
+                    batch,
+                    stream_timeout=float(self.stream_timeout),
+                    metadata=metadata,
+                    hooks=[
+                        *self._pipeline.result_hooks(),
+                        StreamWatch(self.log.info, output_limit=limit),
+                    ],
+                    batch_key=key,
+                    follow=limit > 0,
+                    spill_dir=spill_dir,
+                )
+                outcome = keep_outputs(outcome, folder)
         except Exception as exc:
             # The engine raises only before sending (bad settings, unknown connection).
             self._fail_before_sending(context, type(exc).__name__, str(exc))

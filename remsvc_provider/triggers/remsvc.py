@@ -37,6 +37,7 @@ from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
 from remsvc_provider._compat import BaseTrigger, TriggerEvent, trigger_event
 from remsvc_provider._durable import batch_key
 from remsvc_provider._event import summarized
+from remsvc_provider._outputs import keep_outputs, spill_dir_for
 from remsvc_provider._redact import redact, scrub_outcome
 from remsvc_provider.hooks.remsvc import RemSvcHook
 
@@ -78,6 +79,8 @@ class RemSvcTrigger(BaseTrigger):
     :param metadata: extra gRPC call metadata, ``[[key, value], ...]``.
     :param result_handler: JSON handler spec whose fail-fast checks run here while the
         stream runs; ``None`` when the pipeline has none.
+    :param output_dir: the task try's folder where outputs larger than 8 MiB are kept as
+        files instead of travelling in the event (see :mod:`remsvc_provider._outputs`).
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class RemSvcTrigger(BaseTrigger):
         result_handler: Any = None,
         skip_tids: Sequence[int] | None = None,
         log_output_limit: int | None = None,
+        output_dir: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.commands = [dict(c) for c in commands]
@@ -98,6 +102,7 @@ class RemSvcTrigger(BaseTrigger):
         self.result_handler = result_handler
         self.skip_tids = sorted({int(tid) for tid in skip_tids or ()})
         self.log_output_limit = log_output_limit
+        self.output_dir = output_dir
         # Known once run() has begun; on_kill needs them.
         self._settings: ChannelSettings | None = None
         self._batch_key: str | None = None
@@ -116,6 +121,8 @@ class RemSvcTrigger(BaseTrigger):
             kwargs["skip_tids"] = self.skip_tids
         if self.log_output_limit is not None:
             kwargs["log_output_limit"] = self.log_output_limit
+        if self.output_dir is not None:
+            kwargs["output_dir"] = self.output_dir
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -150,15 +157,19 @@ class RemSvcTrigger(BaseTrigger):
         limit = DEFAULT_OUTPUT_LIMIT if self.log_output_limit is None else self.log_output_limit
         watch = StreamWatch(self.log.info, output_limit=limit)
         try:
-            outcome = await run_commands(
-                batch,
-                settings,
-                stream_timeout=self.stream_timeout,
-                metadata=metadata,
-                hooks=[*hooks, watch],
-                batch_key=self._batch_key,
-                follow=limit > 0,
-            )
+            with spill_dir_for(self.output_dir) as spill_dir:
+                outcome = await run_commands(
+                    batch,
+                    settings,
+                    stream_timeout=self.stream_timeout,
+                    metadata=metadata,
+                    hooks=[*hooks, watch],
+                    batch_key=self._batch_key,
+                    follow=limit > 0,
+                    spill_dir=spill_dir,
+                )
+                # Uploading to object storage blocks: not on the triggerer's loop.
+                outcome = await asyncio.to_thread(keep_outputs, outcome, self.output_dir)
             outcome = scrub_outcome(outcome, settings)
         except asyncio.CancelledError:
             self.log.warning(
