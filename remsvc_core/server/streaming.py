@@ -169,7 +169,7 @@ class StreamCall:
                 if self.batch is None:
                     execution.offer(request)
                 elif not self.batch.submit(self, request):
-                    self.unanswered[request.tid] -= 1  # a tid this call already waits for
+                    self._answered(request.tid)  # a tid this call already waits for
                 if self.refusal is not None:
                     break
                 if self.batch is None and execution.stopped is not None:
@@ -189,13 +189,21 @@ class StreamCall:
             return True  # refused, idle or cancelled, and nothing of this call runs
         if self.reading:
             return False
-        if self.read_failed or not +self.unanswered:
+        if self.read_failed or not self.unanswered:
             return True
         # Refused: what still runs may finish and be sent; nothing else will come.
         stopped = self.refusal is not None or (
             self.execution is not None and self.execution.stopped is not None
         )
         return stopped and (self.execution is None or self._own_running() == 0)
+
+    def _answered(self, tid: int) -> None:
+        # Answered tids leave the counter, so "is anything unanswered" stays O(1).
+        left = self.unanswered[tid] - 1
+        if left > 0:
+            self.unanswered[tid] = left
+        else:
+            self.unanswered.pop(tid, None)
 
     def _own_running(self) -> int:
         assert self.execution is not None
@@ -209,7 +217,7 @@ class StreamCall:
             if handle is not None:
                 handle.cancel()
         if self.batch is not None:
-            self.batch.detach(self, lost=bool(+self.unanswered) and self.refusal is None)
+            self.batch.detach(self, lost=bool(self.unanswered) and self.refusal is None)
         elif self.execution is not None:
             self.execution.cancel(Refusal(grpc.StatusCode.CANCELLED, "call ended"))
         if not reader.done():
@@ -288,8 +296,7 @@ class StreamCall:
             replayed=replayed,
             interrupted=interrupted,
         )
-        if self.unanswered[tid]:
-            self.unanswered[tid] -= 1
+        self._answered(tid)
         self.last_activity = time.monotonic()
         self._enqueue(message, len(result.out) + len(result.err) + 64)
 
