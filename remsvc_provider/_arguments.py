@@ -6,18 +6,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from remsvc_core.commands import validate_commands
+from remsvc_core.commands import Command, validate_commands
 from remsvc_core.errors import RemSvcError
 from remsvc_core.handlers import ResultPipeline, resolve_handler
 from remsvc_core.settings import check_timeout, user_metadata
-from remsvc_provider._compat import AirflowException
+from remsvc_provider._compat import AirflowException, AirflowFailException
 
 __all__ = [
+    "check_log_output_limit",
     "check_metadata",
     "check_static_arguments",
     "check_stream_timeout",
     "default_src",
     "is_static",
+    "rendered_commands",
+    "rendered_metadata",
     "spec_for_trigger",
 ]
 
@@ -93,3 +96,28 @@ def spec_for_trigger(pipeline: ResultPipeline) -> Any:
     if any(step.info is None for step in pipeline.steps):
         return None  # a Python callable cannot be sent to the triggerer
     return pipeline.spec
+
+
+def check_log_output_limit(task_id: str, value: Any) -> None:
+    """``log_output_limit`` must be None or a whole number of bytes >= 0."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise AirflowException(
+            f"RemSvc task {task_id!r}: log_output_limit must be a whole number of "
+            f"bytes >= 0 (0 logs no live output), got {value!r}"
+        )
+
+
+def rendered_commands(task_id: str, commands: Any, context: Any) -> list[Command]:
+    """The commands after templating, validated; a mistake fails the task unretried."""
+    try:
+        return validate_commands(commands, default_src=default_src(context))
+    except RemSvcError as exc:
+        raise AirflowFailException(f"RemSvc task {task_id!r}: {exc}") from exc
+
+
+def rendered_metadata(task_id: str, metadata: Any) -> tuple[tuple[str, str], ...]:
+    """The call metadata after templating, checked; a mistake fails the task unretried."""
+    try:
+        return check_metadata(metadata)
+    except RemSvcError as exc:
+        raise AirflowFailException(f"RemSvc task {task_id!r}: {exc}") from exc

@@ -17,16 +17,16 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from remsvc_core.commands import Command, validate_commands
-from remsvc_core.errors import RemSvcError
+from remsvc_core.commands import Command
 from remsvc_core.results import CommandResult, StreamOutcome
 from remsvc_core.settings import ChannelSettings
 from remsvc_core.verdict import judge, listed
 from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
 from remsvc_provider._arguments import (
-    check_metadata,
+    check_log_output_limit,
     check_static_arguments,
-    default_src,
+    rendered_commands,
+    rendered_metadata,
     spec_for_trigger,
 )
 from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator
@@ -107,15 +107,7 @@ class RemSvcOperator(BaseOperator):
                 f"RemSvc task {self.task_id!r}: on_retry={on_retry!r} is not one of "
                 f"{', '.join(map(repr, ON_RETRY_CHOICES))}"
             )
-        if log_output_limit is not None and (
-            isinstance(log_output_limit, bool)
-            or not isinstance(log_output_limit, int)
-            or log_output_limit < 0
-        ):
-            raise AirflowException(
-                f"RemSvc task {self.task_id!r}: log_output_limit must be a whole number of "
-                f"bytes >= 0 (0 logs no live output), got {log_output_limit!r}"
-            )
+        check_log_output_limit(self.task_id, log_output_limit)
         self.on_retry = on_retry
         self.log_output_limit = log_output_limit
         self._running_batch: tuple[ChannelSettings, str] | None = None
@@ -325,16 +317,10 @@ class RemSvcOperator(BaseOperator):
     # -- arguments after templating --
 
     def _rendered_commands(self, context: Any) -> list[Command]:
-        try:
-            return validate_commands(self.commands, default_src=default_src(context))
-        except RemSvcError as exc:
-            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
+        return rendered_commands(self.task_id, self.commands, context)
 
     def _rendered_metadata(self) -> tuple[tuple[str, str], ...]:
-        try:
-            return check_metadata(self.metadata)
-        except RemSvcError as exc:
-            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
+        return rendered_metadata(self.task_id, self.metadata)
 
 
 __all__ = ["RemSvcOperator"]
