@@ -67,9 +67,10 @@ def check_host_count(value: Any, name: str, *, minimum: int) -> int | float | No
             )
         return percent
     number = _whole(value)
-    if isinstance(value, float) and 0 < value < 1:
+    fraction = _fraction(value)
+    if fraction is not None:
         raise SettingsError(
-            f"{name}={value!r} looks like a fraction of the hosts; write '{value * 100:g}%' "
+            f"{name}={value!r} looks like a fraction of the hosts; write '{fraction * 100:g}%' "
             "(a percentage), or a number of hosts"
         )
     if number is None:
@@ -115,6 +116,17 @@ def _of(value: int | float, hosts: int) -> int:
         return value
     # Round what float arithmetic leaves (90% of 10 is 9.000000000000002) before ceil.
     return math.ceil(round(value * hosts / 100, 9))
+
+
+def _fraction(value: Any) -> float | None:
+    """``value`` if it is a number between 0 and 1 (or text holding one), else None."""
+    if isinstance(value, bool) or not isinstance(value, (float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if 0 < number < 1 else None
 
 
 def _whole(value: Any) -> int | None:

@@ -83,7 +83,7 @@ class FleetVerdict:
                 f"(max_errors={self.max_errors}) ran out: "
                 f"{listed(list(self.not_started), noun='host(s)')}"
             )
-        if len(self.succeeded) < self.required:
+        if len(self.succeeded) < self.required < self.hosts:  # a threshold was set
             problems.append(
                 f"{len(self.succeeded)} of {self.hosts} host(s) succeeded, {self.required} "
                 "needed (the success threshold)"

@@ -128,6 +128,7 @@ def test_a_percentage_budget_and_threshold_are_of_the_hosts(
     assert len(judged.failed) == 2
     strict = judge_fleet(run_fleet_sync([command], targets, success_threshold=7, max_concurrency=3))
     assert not strict.ok
+    assert "6 of 8 host(s) succeeded, 7 needed (the success threshold)" in strict.problems()
 
 
 def test_slow_and_unreachable_hosts_hold_up_no_one(
