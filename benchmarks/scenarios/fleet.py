@@ -101,6 +101,11 @@ def _hosts(ctx: Context, count: int, tag: str) -> Iterator[list[str]]:
             group.close()
 
 
+def _lost(where: str, lost: int) -> Row:
+    """How many results never arrived; the target is none."""
+    return Row(case=f"{where}: results lost", value=lost, unit="", target=NO_LOSS)
+
+
 def run(ctx: Context) -> ScenarioResult:
     result = ScenarioResult(KEY, TITLE)
     _engine(ctx, result)
@@ -151,10 +156,7 @@ def _engine(ctx: Context, result: ScenarioResult) -> None:
                 ratio=fig["peak_rss_mib"] / base["peak_rss_mib"] if grows else None,
             )
         )
-        result.rows.append(
-            Row(case=f"engine, {count} hosts: results lost", value=fig["lost"], unit="",
-                target=NO_LOSS)
-        )  # fmt: skip
+        result.rows.append(_lost(f"engine, {count} hosts", fig["lost"]))
         result.notes.append(
             f"engine, {count} hosts x {len(COMMANDS)} commands, {MAX_CONCURRENCY} at once: "
             f"{fig['elapsed_s']:.2f} s, RSS idle {fig['idle_rss_mib']:.0f} MiB -> peak "
@@ -233,10 +235,7 @@ def _wall_times(ctx: Context, result: ScenarioResult, deployment: Any, conn_ids:
             ratio=paired_ratio(walls["fanout"], walls["mapped"]),
         )
     )
-    result.rows.append(
-        Row(case=f"fan-out task, {hosts} hosts: results lost", value=lost, unit="",
-            target=NO_LOSS)
-    )  # fmt: skip
+    result.rows.append(_lost(f"fan-out task, {hosts} hosts", lost))
     result.notes.append(
         f"Airflow, {hosts} hosts, {len(COMMANDS)} commands each ({COMMANDS}): one "
         f"RemSvcFleetOperator task (max_concurrency={MAX_CONCURRENCY}) took "
@@ -303,10 +302,7 @@ def _triggerer_memory(
             ratio=peaks[holder] / idle[holder] if idle[holder] else None,
         )
     )
-    result.rows.append(
-        Row(case=f"one triggerer, {hosts} hosts: results lost", value=lost, unit="",
-            target=NO_LOSS)
-    )  # fmt: skip
+    result.rows.append(_lost(f"one triggerer, {hosts} hosts", lost))
     result.notes.append(
         f"Airflow, {hosts} hosts through one triggerer ({holder}), max_concurrency="
         f"{MAX_CONCURRENCY}: {wall:.1f} s from trigger to success; the triggerer's process "

@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 from remsvc_core.cli.exit_codes import UsageError
+from remsvc_core.cli.inputs import read_input
 from remsvc_core.cli.target import conn_settings, option_overrides, with_default_port
 from remsvc_core.errors import SettingsError
 from remsvc_core.fleet.targets import FleetTarget, default_label, fleet_targets
@@ -64,7 +64,7 @@ def _given(args: argparse.Namespace) -> Iterator[tuple[str, str, bool]]:
         yield "--conn", value, True
     if args.targets_file:
         name = args.targets_file
-        for number, line in enumerate(_read(name).splitlines(), start=1):
+        for number, line in enumerate(read_input(name, "--targets-file").splitlines(), start=1):
             text = line.strip()
             if text and not text.startswith("#"):
                 yield f"--targets-file {name!r} line {number}", text, False
@@ -90,15 +90,3 @@ def _parse(
         message = str(exc)
         prefix = "" if message.startswith(where) else f"{where}: "
         raise UsageError(f"{prefix}{message}") from None
-
-
-def _read(name: str) -> str:
-    if name == "-":
-        return sys.stdin.read()
-    try:
-        with open(name, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise UsageError(f"cannot read --targets-file {name!r}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--targets-file {name!r} is not UTF-8 text ({exc.reason})") from None

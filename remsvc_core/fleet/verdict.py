@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Collection
 
 from remsvc_core.fleet.outcome import NOT_STARTED, FleetOutcome
-from remsvc_core.verdict import DEFAULT_ACCEPTED_RCS, OK, Verdict, judge, listed
+from remsvc_core.verdict import DEFAULT_ACCEPTED_RCS, Verdict, judge, listed
 
 __all__ = ["FleetVerdict", "judge_fleet", "verdict_summary"]
 
@@ -109,35 +109,15 @@ def verdict_summary(
 ) -> str:
     """One host's failure in a line: the first failed tids with their exit code and
     the start of their stderr, the tids with no answer, how the stream ended."""
-    parts = [
-        f"tid {result.tid} rc={result.rc} stderr: {_start(result.err, stderr_chars)}"
-        for result in judged.failed[:shown_tids]
-    ]
-    if len(judged.failed) > shown_tids:
-        parts.append(f"and {len(judged.failed) - shown_tids} more failed command(s)")
-    if judged.missing_tids:
-        parts.append(f"no result for tid(s) {listed(judged.missing_tids, 10)}")
-    if judged.status_code != OK:
-        details = judged.status_details
-        parts.append(
-            f"stream ended with {judged.status_code}"
-            + (f": {_start(details, stderr_chars, quote=False)}" if details else "")
-        )
+    parts = judged.failure_parts(
+        shown_tids=shown_tids, stderr_chars=stderr_chars, listed_tids=10, details_chars=stderr_chars
+    )
     return "; ".join(parts) or "failed"
 
 
 def _where(host: str, target: str) -> str:
     """The host's label, with its server's address when that says more."""
     return f"{host} ({target})" if target and target != host else host
-
-
-def _start(text: str, limit: int, *, quote: bool = True) -> str:
-    flat = " ".join(text.split())
-    if not flat:
-        return "(empty)"
-    if len(flat) > limit:
-        flat = flat[:limit] + "..."
-    return repr(flat) if quote else flat
 
 
 def judge_fleet(

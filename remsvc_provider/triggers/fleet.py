@@ -35,7 +35,7 @@ from remsvc_provider._compat import BaseTrigger, TriggerEvent, trigger_event
 from remsvc_provider._durable import batch_key
 from remsvc_provider._redact import redact, scrub_outcome
 from remsvc_provider.hooks.remsvc import RemSvcHook
-from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, EVENT_ERROR
+from remsvc_provider.triggers.remsvc import EVENT_COMPLETE, error_event
 
 __all__ = ["RemSvcFleetTrigger"]
 
@@ -121,10 +121,7 @@ class RemSvcFleetTrigger(BaseTrigger):
             self._batch_key = batch_key(self.task_instance, batch)
         except Exception as exc:
             # Nothing was sent: report why and let the worker fail the task.
-            yield trigger_event(
-                {"status": EVENT_ERROR, "message": self._redact(str(exc)),
-                 "error_type": type(exc).__name__}
-            )  # fmt: skip
+            yield error_event(self._redact(str(exc)), type(exc).__name__)
             return
 
         from remsvc_core.fleet.runner import run_fleet
@@ -187,10 +184,7 @@ class RemSvcFleetTrigger(BaseTrigger):
             )
             raise
         except Exception as exc:
-            yield trigger_event(
-                {"status": EVENT_ERROR, "message": self._redact(str(exc)),
-                 "error_type": type(exc).__name__}
-            )  # fmt: skip
+            yield error_event(self._redact(str(exc)), type(exc).__name__)
             return
         settings = {target.host: target.settings for target in self._targets}
         for run in fleet.hosts:
