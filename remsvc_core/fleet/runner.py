@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from typing import Any
 
 from remsvc_core import channels
@@ -171,6 +171,9 @@ class _FanOut:
         self.batch_key = batch_key
         self.runs = [HostRun(host=target.host, target=target.settings.target) for target in hosts]
         self.failed = 0
+        # Channels open before the fan-out belong to someone else (another task in the
+        # same triggerer): they stay open; those the fan-out opens close as hosts end.
+        self.kept_channels: set[Hashable] = set()
 
     async def run(
         self, hooks: Sequence[object], host_hooks: HostHooks | None, on_host_done: HostDone | None
@@ -185,6 +188,11 @@ class _FanOut:
             limits.max_concurrency,
             f", no new host once {limits.max_errors} failed" if limits.max_errors else "",
         )
+        self.kept_channels = {
+            target.settings.channel_key()
+            for target in self.hosts
+            if channels.cached_channel(target.settings) is not None
+        }
         running: dict[asyncio.Task[StreamOutcome], int] = {}
         waiting = iter(range(len(self.hosts)))
         try:
@@ -234,9 +242,6 @@ class _FanOut:
     async def _one(self, index: int, hooks: list[object]) -> StreamOutcome:
         target = self.hosts[index]
         settings = target.settings
-        # Close the channel afterwards only if this host opened it: one that was
-        # there before belongs to someone else (another task in the same triggerer).
-        opened_here = channels.cached_channel(settings) is None
         key = None if self.batch_key is None else host_batch_key(self.batch_key, target.host)
         try:
             return await run_commands(
@@ -254,7 +259,8 @@ class _FanOut:
                 target=settings.target,
             )
         finally:
-            if opened_here:
+            # Unless another host's stream still uses it (two labels, one server).
+            if settings.channel_key() not in self.kept_channels:
                 await channels.close_channel_if_idle(settings)
 
     def _record(self, index: int, outcome: StreamOutcome, on_host_done: HostDone | None) -> None:

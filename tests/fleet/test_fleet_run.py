@@ -255,9 +255,12 @@ async def test_channels_are_closed_as_hosts_end_and_never_exceed_the_limit(
     def host_done(run: HostRun) -> None:
         open_counts.append(len(loop_channels))
 
+    # Two labels on one server share its channel while both run.
+    labelled = [(f"h{i}", s) for i, s in enumerate(targets)]
+    labelled.insert(2, ("h1-again", targets[1]))
     try:
-        fleet = await run_fleet(["echo hi"], targets, max_concurrency=3, on_host_done=host_done)
-        assert [run.state for run in fleet.hosts] == [SUCCESS] * 12
+        fleet = await run_fleet(["echo hi"], labelled, max_concurrency=3, on_host_done=host_done)
+        assert [run.state for run in fleet.hosts] == [SUCCESS] * 13
         # While it ran: at most the hosts at once, plus the one that was there before.
         assert max(open_counts) <= 3 + 1
         assert channels.cached_channel(mine) is kept
