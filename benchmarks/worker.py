@@ -381,6 +381,46 @@ def _output_bytes(outcome: Any) -> int:
 
 
 @job
+def fleet_hosts(args: dict[str, Any]) -> dict[str, Any]:
+    """One fan-out (run_fleet) over H hosts from one event loop, at most C at once."""
+    from remsvc_core import channels
+    from remsvc_core.fleet import run_fleet
+    from remsvc_core.settings import ChannelSettings
+
+    targets = [ChannelSettings(target=str(target)) for target in args["targets"]]
+    commands = [str(c) for c in args["commands"]]
+    concurrency = int(args["max_concurrency"])
+
+    async def main() -> dict[str, Any]:
+        warm = await run_fleet(commands, targets[:3], max_concurrency=3)
+        if warm.in_state("FAILED"):
+            raise RuntimeError(f"warm-up fan-out failed: {warm.to_json()['hosts'][:1]}")
+        gc.collect()
+        reset_peak_rss()
+        idle = rss_mib()
+        start = time.perf_counter()
+        fleet = await run_fleet(commands, targets, max_concurrency=concurrency)
+        elapsed = time.perf_counter() - start
+        loop_channels = channels._channels_of(asyncio.get_running_loop()).channels
+        expected = len(targets) * len(commands)
+        received = len(fleet.raw_results())
+        return {
+            "elapsed_s": elapsed,
+            "hosts": len(targets),
+            "expected": expected,
+            "received": received,
+            "lost": expected - received,
+            "failed_hosts": len(fleet.in_state("FAILED")),
+            "channels_left": len(loop_channels),
+            "idle_rss_mib": idle,
+            "peak_rss_mib": peak_rss_mib(),
+            "peak_growth_mib": peak_rss_mib() - idle,
+        }
+
+    return asyncio.run(main())
+
+
+@job
 def large_output(args: dict[str, Any]) -> dict[str, Any]:
     """One command whose stdout is SIZE bytes, through one stream, in one of three modes:
     ``classic`` (the whole output in the result message, as 1.0.0's wire has it),

@@ -41,6 +41,14 @@ _EXPORTS = {
     "ping_sync": "remsvc_core.probes",
     "get_status": "remsvc_core.probes",
     "get_status_sync": "remsvc_core.probes",
+    # many hosts at once
+    "run_fleet": "remsvc_core.fleet.runner",
+    "run_fleet_sync": "remsvc_core.fleet.runner",
+    "FleetOutcome": "remsvc_core.fleet.outcome",
+    "FleetTarget": "remsvc_core.fleet.targets",
+    "HostRun": "remsvc_core.fleet.outcome",
+    "judge_fleet": "remsvc_core.fleet.verdict",
+    "compress_hosts": "remsvc_core.hostlist",
     # plugins and handlers
     "hookimpl": "remsvc_core.hookspecs",
     "register_plugin": "remsvc_core.plugins",
@@ -106,6 +114,16 @@ if TYPE_CHECKING:
         SettingsError as SettingsError,
         StopStream as StopStream,
     )
+    from remsvc_core.fleet.outcome import (
+        FleetOutcome as FleetOutcome,
+        HostRun as HostRun,
+    )
+    from remsvc_core.fleet.runner import (
+        run_fleet as run_fleet,
+        run_fleet_sync as run_fleet_sync,
+    )
+    from remsvc_core.fleet.targets import FleetTarget as FleetTarget
+    from remsvc_core.fleet.verdict import judge_fleet as judge_fleet
     from remsvc_core.handlers import (
         HandlerInfo as HandlerInfo,
         ResultPipeline as ResultPipeline,
@@ -119,6 +137,7 @@ if TYPE_CHECKING:
         StreamInfo as StreamInfo,
         hookimpl as hookimpl,
     )
+    from remsvc_core.hostlist import compress_hosts as compress_hosts
     from remsvc_core.kept_batches import (
         BatchState as BatchState,
         cancel_batch as cancel_batch,

@@ -8,16 +8,23 @@ Bearer tokens are per call metadata, not part of a channel.
 
 Certificate files are read once, when a channel is created, in a worker thread so the
 event loop never waits on the disk.
+
+A cached channel lives as long as its loop. A caller that opens channels to many
+servers once each (a fan-out over a thousand hosts in a triggerer) closes the ones it
+made when it is done with them (:func:`close_channel_if_idle`), so memory follows the
+number of hosts running at once, not the number ever reached. Streams mark the
+channel they use (:func:`channel_in_use`), so a channel is never closed under one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import threading
 import weakref
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
 from dataclasses import dataclass, field
 
 import grpc
@@ -26,7 +33,15 @@ import grpc.aio
 from remsvc_core.errors import SettingsError
 from remsvc_core.settings import ChannelSettings
 
-__all__ = ["channel_options", "close_channels", "get_channel", "open_channel"]
+__all__ = [
+    "cached_channel",
+    "channel_in_use",
+    "channel_options",
+    "close_channel_if_idle",
+    "close_channels",
+    "get_channel",
+    "open_channel",
+]
 
 # grpc's defaults back off reconnects up to 120 s: a server back after a restart could
 # then stay unreachable from a long-lived triggerer for two minutes. Cap it well below.
@@ -142,6 +157,8 @@ async def open_channel(settings: ChannelSettings) -> grpc.aio.Channel:
 @dataclass
 class _LoopChannels:
     channels: dict[Hashable, grpc.aio.Channel] = field(default_factory=dict)
+    # Streams using each channel right now (see channel_in_use).
+    users: dict[Hashable, int] = field(default_factory=dict)
     # Created lazily on the owning loop; guards against two tasks building one channel.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -180,6 +197,45 @@ async def get_channel(settings: ChannelSettings) -> grpc.aio.Channel:
         return channel
 
 
+def cached_channel(settings: ChannelSettings) -> grpc.aio.Channel | None:
+    """The channel cached for ``settings`` on the running loop, or None (none opened)."""
+    state = _channels_of(asyncio.get_running_loop())
+    return state.channels.get(settings.channel_key())
+
+
+@contextlib.asynccontextmanager
+async def channel_in_use(settings: ChannelSettings) -> AsyncIterator[grpc.aio.Channel]:
+    """The shared channel for ``settings``, marked as in use until the block ends, so
+    :func:`close_channel_if_idle` leaves it open meanwhile."""
+    channel = await get_channel(settings)
+    # No await between getting the channel and counting the use: a close on the same
+    # loop cannot slip in between.
+    key = settings.channel_key()
+    state = _channels_of(asyncio.get_running_loop())
+    state.users[key] = state.users.get(key, 0) + 1
+    try:
+        yield channel
+    finally:
+        left = state.users.get(key, 1) - 1
+        if left > 0:
+            state.users[key] = left
+        else:
+            state.users.pop(key, None)
+
+
+async def close_channel_if_idle(settings: ChannelSettings) -> bool:
+    """Close the channel cached for ``settings`` on the running loop unless a stream
+    uses it; returns whether one was closed. The next stream to that server opens a
+    new one."""
+    key = settings.channel_key()
+    state = _channels_of(asyncio.get_running_loop())
+    if state.users.get(key) or key not in state.channels:
+        return False
+    channel = state.channels.pop(key)  # gone from the cache before the first await
+    await channel.close(None)
+    return True
+
+
 async def close_channels() -> int:
     """Close every cached channel of the running loop; returns how many were closed.
 
@@ -193,6 +249,7 @@ async def close_channels() -> int:
         return 0
     channels = list(state.channels.values())
     state.channels.clear()
+    state.users.clear()
     for channel in channels:
         await channel.close(None)
     return len(channels)

@@ -112,42 +112,46 @@ class Stream:
             self.settings.safe_description(),
         )
         try:
-            channel = await channels.get_channel(self.settings)
-            attempt = 1
-            while True:
-                self.outcome.attempts = attempt
-                self.info = replace(self.info, attempt=attempt)
-                self.window = self.correlator.begin_attempt(self.info)
-                self._set_status(*await self._attempt(channel))
-                delay = self._retry_delay()
-                if delay is None:
-                    break
-                if self.phase is Phase.WRITING:
-                    log.info(
-                        "stream %s: batch %s lost its stream (%s: %s); re-attaching in %.2fs",
-                        self.info.stream_id,
-                        self.wanted.batch_key,
-                        self.outcome.status_code,
-                        printable(self.outcome.status_details),
-                        delay,
-                    )
-                else:
-                    log.info(
-                        "stream %s: %s not reachable (%s), nothing sent; retry %d in %.2fs",
-                        self.info.stream_id,
-                        self.settings.target,
-                        self.outcome.status_code,
-                        attempt,
-                        delay,
-                    )
-                await asyncio.sleep(delay)
-                attempt += 1
+            async with channels.channel_in_use(self.settings) as channel:
+                await self._attempts(channel)
         except asyncio.CancelledError:
             self._set_status(CANCELLED, "cancelled by the caller")
             self._finish(started)
             raise
         self._finish(started)
         return self.outcome
+
+    async def _attempts(self, channel: grpc.aio.Channel) -> None:
+        """Try, and try again while the retry policy (or a kept batch) allows."""
+        attempt = 1
+        while True:
+            self.outcome.attempts = attempt
+            self.info = replace(self.info, attempt=attempt)
+            self.window = self.correlator.begin_attempt(self.info)
+            self._set_status(*await self._attempt(channel))
+            delay = self._retry_delay()
+            if delay is None:
+                break
+            if self.phase is Phase.WRITING:
+                log.info(
+                    "stream %s: batch %s lost its stream (%s: %s); re-attaching in %.2fs",
+                    self.info.stream_id,
+                    self.wanted.batch_key,
+                    self.outcome.status_code,
+                    printable(self.outcome.status_details),
+                    delay,
+                )
+            else:
+                log.info(
+                    "stream %s: %s not reachable (%s), nothing sent; retry %d in %.2fs",
+                    self.info.stream_id,
+                    self.settings.target,
+                    self.outcome.status_code,
+                    attempt,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            attempt += 1
 
     def _set_status(self, code: str, details: str) -> None:
         self.outcome.status_code = code

@@ -20,7 +20,7 @@ from remsvc_core.errors import CONNECTION_CODES
 if TYPE_CHECKING:
     from remsvc_core.results import CommandResult, StreamOutcome, UnexpectedResponse
 
-__all__ = ["DEFAULT_ACCEPTED_RCS", "OK", "Verdict", "judge", "listed"]
+__all__ = ["DEFAULT_ACCEPTED_RCS", "OK", "Verdict", "judge", "listed", "start_of"]
 
 OK = "OK"
 #: Exit codes that count as success unless a handler says otherwise.
@@ -36,6 +36,17 @@ def listed(items: Sequence[object], limit: int = LISTED, noun: str = "") -> str:
     if extra <= 0:
         return shown
     return f"{shown} and {extra} more" + (f" {noun}" if noun else "")
+
+
+def start_of(text: str, limit: int, *, quote: bool = True) -> str:
+    """The start of ``text`` on one line (``limit`` characters, then "..."), quoted;
+    "(empty)" for blank text."""
+    flat = " ".join(text.split())
+    if not flat:
+        return "(empty)"
+    if len(flat) > limit:
+        flat = flat[:limit] + "..."
+    return repr(flat) if quote else flat
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +93,38 @@ class Verdict:
 
     def with_handler_error(self, message: str) -> Verdict:
         return dataclasses.replace(self, handler_error=message)
+
+    def failure_parts(
+        self,
+        *,
+        shown_tids: int = LISTED,
+        stderr_chars: int = 200,
+        listed_tids: int = LISTED,
+        details_chars: int | None = None,
+        command_chars: int | None = None,
+    ) -> list[str]:
+        """What failed, one item each, for a message: the first ``shown_tids`` failed
+        commands with their exit code, the start of their command text (with
+        ``command_chars``) and of their stderr, the tids with no answer, how the stream
+        ended (its details cut at ``details_chars``, if given)."""
+        parts = [
+            f"tid {result.tid} rc={result.rc}"
+            + (f" (cmd {start_of(result.cmd, command_chars)})" if command_chars else "")
+            + f" stderr: {start_of(result.err, stderr_chars)}"
+            for result in self.failed[:shown_tids]
+        ]
+        if len(self.failed) > shown_tids:
+            parts.append(f"and {len(self.failed) - shown_tids} more failed command(s)")
+        if self.missing_tids:
+            parts.append(f"no result for tid(s) {listed(self.missing_tids, listed_tids)}")
+        if self.status_code != OK:
+            details = self.status_details
+            if details and details_chars is not None:
+                details = start_of(details, details_chars, quote=False)
+            parts.append(
+                f"stream ended with {self.status_code}" + (f": {details}" if details else "")
+            )
+        return parts
 
     def stream_problems(self) -> list[str]:
         """What went wrong with the stream itself (exit codes aside), one item each;

@@ -1,8 +1,9 @@
-"""Results as a pandas DataFrame, one row per command."""
+"""Results as a pandas DataFrame, one row per command (and host, for a fan-out)."""
 
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from itertools import chain
 from typing import Any
 
@@ -10,6 +11,8 @@ from remsvc_core.errors import HandlerError
 from remsvc_core.handlers import ResultRows, as_ints, reads_result_rows, result_rows
 
 COLUMNS = ("tid", "cmd", "rc", "out", "err", "hsh")
+#: The first column of a fan-out's frame: which host a row came from.
+HOST = "host"
 _TID = operator.itemgetter("tid")
 INSTALL_HINT = "pip install 'airflow-provider-remsvc[pandas]'"
 
@@ -20,8 +23,10 @@ def to_dataframe(results: Any) -> Any:
 
     Columns ``tid, cmd, rc, out, err, hsh``: int64 for ``tid`` and ``rc``, pandas'
     ``string`` dtype for the text, a default RangeIndex; any extra keys an earlier
-    step added (``hash_ok``) follow as further columns. The frame is plain enough to
-    go through Airflow's XCom and come back equal. Takes the raw mapping, a list of
+    step added (``hash_ok``) follow as further columns. A fan-out's results (each with
+    a ``host``) get a ``host`` column first, of the ``string`` dtype, rows in the order
+    they come (host by host). The frame is plain enough to go through Airflow's XCom
+    and come back equal. Takes the raw mapping, a list of
     result dicts, or a DataFrame from an earlier step (returned re-typed).
     Needs pandas: ``pip install 'airflow-provider-remsvc[pandas]'``.
     """
@@ -31,6 +36,10 @@ def to_dataframe(results: Any) -> Any:
     rows = result_rows(results, handler="'dataframe'")
     # Each column is read straight from the rows (no row is copied) and typed once.
     columns: dict[str, Any] = {}
+    hosts = rows.complete_column(HOST) if rows else None
+    if hosts is not None:
+        columns[HOST] = _string_array(pd, hosts)
+    standard = len(columns) + len(COLUMNS)
     every_row_has_every_column = True
     for key in COLUMNS:
         if key == "tid":  # every row of ResultRows has an int tid
@@ -44,8 +53,8 @@ def to_dataframe(results: Any) -> Any:
             columns[key] = np.array(_int_values(rows, key, values), dtype=np.int64)
         else:
             columns[key] = _string_array(pd, values)
-    if not (every_row_has_every_column and set(map(len, rows)) <= {len(COLUMNS)}):
-        for key in _extra_keys(rows):
+    if not (every_row_has_every_column and set(map(len, rows)) <= {standard}):
+        for key in _extra_keys(rows, known=columns):
             columns[key] = _extra_column(pd, [row.get(key) for row in rows])
     # copy=False: the arrays were built for this frame and nobody else holds them.
     return pd.DataFrame(columns, copy=False)
@@ -105,11 +114,11 @@ def _arrow_strings(pd: Any, values: list[Any]) -> Any:
     return strings if strings.dtype == dtype else None
 
 
-def _extra_keys(rows: ResultRows) -> list[str]:
-    """Keys beyond COLUMNS, in the order they first appear."""
+def _extra_keys(rows: ResultRows, known: Mapping[str, Any]) -> list[str]:
+    """Keys beyond the ``known`` columns, in the order they first appear."""
     seen: dict[str, None] = {}
     for key in dict.fromkeys(chain.from_iterable(rows)):
-        if key not in COLUMNS:
+        if key not in known:
             seen.setdefault(str(key), None)
     return list(seen)
 

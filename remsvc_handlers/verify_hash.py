@@ -104,14 +104,20 @@ def _verdicts(rows: ResultRows) -> list[bool]:
 
 def _mismatch_message(bad: list[Mapping[str, Any]]) -> str:
     details = "; ".join(
-        f"tid {row['tid']}: got {row.get('hsh')!r}, expected "
+        f"{_which(row)}: got {row.get('hsh')!r}, expected "
         f"{command_hash(str(row.get('cmd') or ''))!r}"
         for row in bad[:_SHOWN]
     )
     more = f"; and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-    tids = ", ".join(str(row["tid"]) for row in bad)
+    tids = ", ".join(_which(row).removeprefix("tid ") for row in bad)
     return (
         f"hash check failed for {len(bad)} result(s), tid(s) {tids}: {details}{more}. "
         "A response must echo the CRC-32 of the command sent; a mismatch means the "
         "answer may not belong to that command. Use on_mismatch='mark' to keep going."
     )
+
+
+def _which(row: Mapping[str, Any]) -> str:
+    """``tid 3``, or ``tid 3 on web2`` for a fan-out's result."""
+    host = row.get("host")
+    return f"tid {row['tid']}" if host is None else f"tid {row['tid']} on {host}"

@@ -36,13 +36,19 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["remsvc_provider.operators.remsvc"],
+                "python-modules": [
+                    "remsvc_provider.operators.remsvc",
+                    "remsvc_provider.operators.fleet",
+                ],
             }
         ],
         "triggers": [
             {
                 "integration-name": _INTEGRATION,
-                "python-modules": ["remsvc_provider.triggers.remsvc"],
+                "python-modules": [
+                    "remsvc_provider.triggers.remsvc",
+                    "remsvc_provider.triggers.fleet",
+                ],
             }
         ],
         "connection-types": [

@@ -3,17 +3,18 @@ after it (on the worker): commands, timeout, metadata and the handler spec."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from remsvc_core.commands import validate_commands
+from remsvc_core.commands import Command, validate_commands
 from remsvc_core.errors import RemSvcError
 from remsvc_core.handlers import ResultPipeline, resolve_handler
 from remsvc_core.settings import check_timeout, user_metadata
-from remsvc_provider._compat import AirflowException, conf
+from remsvc_provider._compat import AirflowException, AirflowFailException, conf
 
 __all__ = [
     "blanked",
+    "check_log_output_limit",
     "check_metadata",
     "check_static_arguments",
     "check_static_metadata_keys",
@@ -21,6 +22,9 @@ __all__ = [
     "default_deferrable",
     "default_src",
     "is_static",
+    "refuse_rendered_token",
+    "rendered_commands",
+    "rendered_metadata",
     "spec_for_trigger",
 ]
 
@@ -88,6 +92,20 @@ def check_static_metadata_keys(metadata: Any) -> None:
             user_metadata([(item[0], "")], why=_METADATA_WHY, fix=_METADATA_FIX)
 
 
+def refuse_rendered_token(task_id: str, owner: Any) -> None:
+    """After templating, before Airflow stores the rendered fields: check ``owner``'s
+    ``metadata``; a token templated into it is refused and blanked, never kept.
+
+    Airflow keeps every rendered template field (``rendered_task_instance_fields``) as
+    soon as rendering ends, so the operators call this from ``render_template_fields``.
+    """
+    try:
+        check_metadata(owner.metadata)
+    except RemSvcError as exc:
+        owner.metadata = blanked(owner.metadata)
+        raise AirflowFailException(f"RemSvc task {task_id!r}: {exc}") from None
+
+
 def blanked(metadata: Any) -> Any:
     """``metadata`` with every value replaced, so a refused token is not kept."""
     if isinstance(metadata, (list, tuple)):
@@ -132,3 +150,36 @@ def spec_for_trigger(pipeline: ResultPipeline) -> Any:
     if any(step.info is None for step in pipeline.steps):
         return None  # a Python callable cannot be sent to the triggerer
     return pipeline.spec
+
+
+def check_log_output_limit(task_id: str, value: Any) -> None:
+    """``log_output_limit`` must be None or a whole number of bytes >= 0."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise AirflowException(
+            f"RemSvc task {task_id!r}: log_output_limit must be a whole number of "
+            f"bytes >= 0 (0 logs no live output), got {value!r}"
+        )
+
+
+def rendered_commands(
+    task_id: str,
+    commands: Any,
+    context: Any,
+    on_unknown_keys: Callable[[str], None] | None = None,
+) -> list[Command]:
+    """The commands after templating, validated; a mistake fails the task unretried.
+    Unknown keys go to ``on_unknown_keys`` (the task log), as 1.0.0 ignored them."""
+    try:
+        return validate_commands(
+            commands, default_src=default_src(context), on_unknown_keys=on_unknown_keys
+        )
+    except RemSvcError as exc:
+        raise AirflowFailException(f"RemSvc task {task_id!r}: {exc}") from exc
+
+
+def rendered_metadata(task_id: str, metadata: Any) -> tuple[tuple[str, str], ...]:
+    """The call metadata after templating, checked; a mistake fails the task unretried."""
+    try:
+        return check_metadata(metadata)
+    except RemSvcError as exc:
+        raise AirflowFailException(f"RemSvc task {task_id!r}: {exc}") from exc

@@ -8,7 +8,7 @@ the start of its stderr, so the task log says what went wrong without opening th
 
 from __future__ import annotations
 
-from remsvc_core.verdict import OK, Verdict, listed
+from remsvc_core.verdict import Verdict
 
 STDERR_CHARS = 200
 COMMAND_CHARS = 80
@@ -19,18 +19,12 @@ def failure_message(task_id: str, judged: Verdict) -> str | None:
     """The exception message for a failed task, or None when nothing failed."""
     if judged.ok:
         return None
-    problems = [
-        f"tid {result.tid} rc={result.rc} (cmd {_start(result.cmd, COMMAND_CHARS)}) "
-        f"stderr: {_start(result.err)}"
-        for result in judged.failed[:MAX_LISTED]
-    ]
-    if len(judged.failed) > MAX_LISTED:
-        problems.append(f"and {len(judged.failed) - MAX_LISTED} more failed command(s)")
-    if judged.missing_tids:
-        problems.append(f"no result for tid(s) {listed(judged.missing_tids, MAX_LISTED)}")
-    if judged.status_code != OK:
-        details = f": {judged.status_details}" if judged.status_details else ""
-        problems.append(f"stream ended with {judged.status_code}{details}")
+    problems = judged.failure_parts(
+        shown_tids=MAX_LISTED,
+        stderr_chars=STDERR_CHARS,
+        listed_tids=MAX_LISTED,
+        command_chars=COMMAND_CHARS,
+    )
     if judged.handler_error:
         problems.append(f"the result handler failed: {judged.handler_error}")
     where = f" on {judged.target}" if judged.target else ""
@@ -39,12 +33,3 @@ def failure_message(task_id: str, judged: Verdict) -> str | None:
         "kept in the XCom (state FAILED)"
     )
     return f"RemSvc task {task_id!r} failed{where}: " + "; ".join([*problems, kept])
-
-
-def _start(text: str, limit: int = STDERR_CHARS) -> str:
-    flat = " ".join(text.split())
-    if not flat:
-        return "(empty)"
-    if len(flat) > limit:
-        flat = flat[:limit] + "..."
-    return repr(flat)

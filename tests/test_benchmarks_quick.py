@@ -25,6 +25,7 @@ SCENARIOS = [
     "handlers",
     "ssh",
     "original",
+    "fleet",
 ]
 STATUSES = {"met", "missed", "skipped", "error", ""}
 
@@ -62,6 +63,9 @@ def test_smoke_mode_runs_every_scenario_without_error(
             if scenario["key"] == "ssh" and row["skipped"]:
                 assert "sshd" in row["skipped"]  # no OpenSSH server here: said so, not hidden
                 continue
+            if scenario["key"] == "fleet" and row["skipped"]:
+                assert "smoke mode" in row["skipped"]  # the Airflow part needs a deployment
+                continue
             if scenario["key"] == "original":
                 # Needs PyPI; only with --compare-original, and then it says how to get it.
                 assert "--compare-original" in row["skipped"]
@@ -77,6 +81,10 @@ def test_no_stream_lost_a_result(smoke_run: tuple[subprocess.CompletedProcess[st
     lost = [row for row in concurrency["rows"] if row["case"].endswith("results lost")]
     assert len(lost) == 2
     assert all(row["value"] == 0 for row in lost)
+    fleet = next(s for s in data["scenarios"] if s["key"] == "fleet")
+    fleet_lost = [row for row in fleet["rows"] if row["case"].endswith("results lost")]
+    assert len(fleet_lost) == 2  # one fan-out per host count, every result counted
+    assert all(row["value"] == 0 for row in fleet_lost)
 
 
 def test_markdown_has_machine_table_and_every_scenario(
@@ -97,6 +105,7 @@ def test_markdown_has_machine_table_and_every_scenario(
         "4. Large output",
         "5. Handlers",
         "6. vs SSH",
+        "8. Many hosts in one task",
     ):
         assert f"## {title}" in markdown
     # The same table is printed for whoever ran the command.

@@ -1,4 +1,5 @@
-"""The six scenarios of issue #7, each a module with ``KEY``, ``TITLE`` and ``run(ctx)``.
+"""The scenarios of issue #7 (and #16's fan-out), each a module with ``KEY``, ``TITLE``
+and ``run(ctx)``.
 
 :class:`Sizes` holds every count a scenario uses, per mode, so the full, quick and
 smoke runs measure the same things at different sizes.
@@ -27,6 +28,11 @@ class Sizes:
     ssh_n: int
     ssh_default_n: int  # paramiko as it comes is slow (~40 ms a command): fewer
     ssh_new_connection_n: int
+    fleet_engine_hosts: tuple[int, ...] = (100, 1000)  # hosts of one fan-out, engine only
+    fleet_hosts: int = 200  # fan-out task vs as many mapped task instances, in Airflow
+    fleet_memory_hosts: int = 1000  # through one triggerer
+    fleet_rounds: int = 2
+    fleet_airflow: bool = True
     notes: list[str] = field(default_factory=list)
 
 
@@ -62,7 +68,10 @@ MODES: dict[str, Sizes] = {
         ssh_n=300,
         ssh_default_n=60,
         ssh_new_connection_n=20,
-        notes=["quick mode: smaller counts than issue #7 asks for; the full mode has them"],
+        fleet_hosts=30,
+        fleet_memory_hosts=200,
+        fleet_rounds=1,
+        notes=["quick mode: smaller counts than issues #7 and #16 ask for; the full mode has them"],
     ),
     "smoke": Sizes(
         rounds=1,
@@ -79,6 +88,8 @@ MODES: dict[str, Sizes] = {
         ssh_n=20,
         ssh_default_n=10,
         ssh_new_connection_n=3,
+        fleet_engine_hosts=(10, 30),
+        fleet_airflow=False,
         notes=["smoke mode: only checks that every scenario runs; its figures mean nothing"],
     ),
 }
@@ -100,6 +111,7 @@ def all_scenarios() -> list[ModuleType]:
     from benchmarks.scenarios import (
         client_cost,
         concurrency,
+        fleet,
         handlers,
         large_output,
         original,
@@ -107,4 +119,4 @@ def all_scenarios() -> list[ModuleType]:
         throughput,
     )
 
-    return [throughput, client_cost, concurrency, large_output, handlers, ssh, original]
+    return [throughput, client_cost, concurrency, large_output, handlers, ssh, original, fleet]

@@ -47,7 +47,7 @@ def load_commands(
         raise UsageError("give commands as arguments or with --file, not both")
     if file:
         where = "stdin" if file == "-" else file
-        items = parse_command_text(_read(file), where)
+        items = parse_command_text(read_input(file, "--file"), where)
     elif arguments:
         where = "the command line"
         items = list(arguments)
@@ -82,16 +82,17 @@ def parse_command_text(text: str, where: str) -> list[Any]:
     return commands
 
 
-def _read(file: str) -> str:
+def read_input(file: str, option: str) -> str:
+    """The text of the file an option names (``-``: stdin); UsageError naming the option."""
     if file == "-":
         return sys.stdin.read()
     try:
         with open(file, encoding="utf-8") as handle:
             return handle.read()
     except OSError as exc:
-        raise UsageError(f"cannot read --file {file!r}: {exc.strerror}") from None
+        raise UsageError(f"cannot read {option} {file!r}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"--file {file!r} is not UTF-8 text ({exc.reason})") from None
+        raise UsageError(f"{option} {file!r} is not UTF-8 text ({exc.reason})") from None
 
 
 def _fill_defaults(item: Any, defaults: dict[str, Any]) -> Any:

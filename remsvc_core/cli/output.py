@@ -23,6 +23,8 @@ from typing import Any, TextIO
 
 FORMATS = ("table", "json", "csv")
 RESULT_COLUMNS = ("tid", "rc", "out", "err")
+# A fan-out's rows say which host they came from, before anything else.
+_HOST = "host"
 _ECHO_COLUMNS = ("cmd", "hsh")
 _GAP = "  "
 _MIN_TEXT_WIDTH = 6
@@ -98,15 +100,17 @@ def _dataframe_rows(frame: Any) -> Table:
 
 
 def result_view(table: Table) -> Table:
-    """For result rows: tid, rc, out, err first, then any extra columns a handler added.
+    """For result rows: tid, rc, out, err first (after the host, for a fan-out), then
+    any extra columns a handler added.
 
     ``cmd`` and ``hsh`` echo what was sent; on a terminal they only crowd the output.
     """
     columns, rows = table
     if not set(RESULT_COLUMNS) <= set(columns):
         return table
-    extras = [name for name in columns if name not in (*RESULT_COLUMNS, *_ECHO_COLUMNS)]
-    picks = [columns.index(name) for name in (*RESULT_COLUMNS, *extras)]
+    first = ((_HOST,) if _HOST in columns else ()) + RESULT_COLUMNS
+    extras = [name for name in columns if name not in (*first, *_ECHO_COLUMNS)]
+    picks = [columns.index(name) for name in (*first, *extras)]
     return [columns[i] for i in picks], [[row[i] for i in picks] for row in rows]
 
 

@@ -118,14 +118,18 @@ def print_outcome(
             document["value"] = to_jsonable(value)
         sys.stdout.write(render_json(document))
     else:
-        table = tabulate(value) if shaped else _raw_table(outcome)
-        if output_format == "csv":
-            if table[0] != ["value"] or table[1]:
-                sys.stdout.write(render_csv(table))
-        elif table[1]:
-            sys.stdout.write(render_table(result_view(table), terminal_width(sys.stdout)))
+        write_table(tabulate(value) if shaped else _raw_table(outcome), output_format)
     sys.stdout.flush()
     _print_summary(outcome, judged)
+
+
+def write_table(table: tuple[list[str], list[list[Any]]], output_format: str) -> None:
+    """Rows on stdout as CSV, or as a table fitted to the terminal (nothing for none)."""
+    if output_format == "csv":
+        if table[0] != ["value"] or table[1]:
+            sys.stdout.write(render_csv(table))
+    elif table[1]:
+        sys.stdout.write(render_table(result_view(table), terminal_width(sys.stdout)))
 
 
 def _raw_table(outcome: StreamOutcome) -> tuple[list[str], list[list[Any]]]:

@@ -9,8 +9,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from remsvc_core.cli import exit_codes
+from remsvc_core.cli import exit_codes, fleet
 from remsvc_core.cli.exit_codes import UsageError
+from remsvc_core.cli.fleet_targets import wants_fleet
 from remsvc_core.cli.inputs import load_commands, parse_cmdtyp
 from remsvc_core.cli.output import FORMATS, silence_stdout
 from remsvc_core.cli.report import exit_status, judge, print_outcome
@@ -29,7 +30,8 @@ _EXAMPLE_OPTIONS = '{"accept": [0, 1]}'
 
 DESCRIPTION = """\
 Run commands on a RemSvc server over one stream and print every result, in command
-order. With no --target or --conn, a reference server is started in-process on a
+order; or on many servers at once (repeat --target, or --targets-file), results keyed
+by host. With no --target or --conn, a reference server is started in-process on a
 loopback port, so `remsvc run "echo hello"` works with nothing set up; there each
 command may run for up to --timeout seconds.
 """
@@ -62,6 +64,7 @@ examples:
   remsvc run --target db1:50051 --tls --ca-cert ca.pem --token-file ~/.remsvc-token "df -h"
   printf 'hostname\\nuptime\\n' | remsvc run --file - --output csv
   remsvc run --handler dataframe --output csv "echo a" "echo b"
+  remsvc run --targets-file hosts.txt --max-concurrency 20 --max-errors 5% "uname -r"
 """
 
 
@@ -86,7 +89,8 @@ def register(subparsers: Any) -> None:
     source.add_argument(
         "--src", metavar="LABEL", help=f"source label in the server's log (default {DEFAULT_SRC})"
     )
-    add_target_arguments(parser)
+    add_target_arguments(parser, many=True)
+    fleet.add_fleet_arguments(parser)
     shaping = parser.add_argument_group("results")
     shaping.add_argument(
         "--handler",
@@ -200,6 +204,8 @@ def handler_spec(steps: Sequence[dict[str, Any]]) -> list[Any] | None:
 def execute(args: argparse.Namespace) -> int:
     from remsvc_core.handlers import resolve_handler
 
+    if wants_fleet(args):
+        return fleet.execute(args, default_src=DEFAULT_SRC)
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {args.timeout}")
     embedded = embedded_config(args)

@@ -32,21 +32,39 @@ _TOKEN_HINT = "use --token-file PATH or --token-env VAR instead (a command line 
 _OPTIONS = tuple(extra for extra in CONNECTION_EXTRAS if extra.flag)
 
 
-def add_target_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --target/--conn, TLS, token and metadata options to ``parser``."""
+def add_target_arguments(parser: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """Add --target/--conn, TLS, token and metadata options to ``parser``.
+
+    ``many``: --target (or --conn) may be repeated and --targets-file is offered (a
+    fan-out over several servers, ``remsvc run``); each then holds a list.
+    """
     group = parser.add_argument_group(
         "server",
         "Where to run. With neither --target nor --conn, remsvc starts its reference\n"
         "server in-process on a loopback port and uses that.",
     )
     where = group.add_mutually_exclusive_group()
-    where.add_argument("--target", metavar="HOST:PORT", help="a RemSvc server (default port 50051)")
+    repeat, action = ("; repeat it to run on several servers", "append") if many else ("", "store")
+    where.add_argument(
+        "--target",
+        metavar="HOST:PORT",
+        action=action,
+        help=f"a RemSvc server (default port 50051){repeat}",
+    )
     where.add_argument(
         "--conn",
         metavar="URI",
+        action=action,
         help="an Airflow connection URI, e.g. remsvc://host:50051?use_ssl=true "
-        "(its extras as query parameters; never bearer_token)",
+        f"(its extras as query parameters; never bearer_token){repeat}",
     )
+    if many:
+        group.add_argument(
+            "--targets-file",
+            metavar="FILE",
+            help="run on every server listed in FILE (- = stdin): one [LABEL=]HOST:PORT or "
+            "[LABEL=]remsvc:// URI per line",
+        )
     for extra in _OPTIONS:
         if extra.kind == "boolean":
             group.add_argument(
@@ -75,7 +93,7 @@ def add_target_arguments(parser: argparse.ArgumentParser) -> None:
 
 def wants_embedded(args: argparse.Namespace) -> bool:
     """True when no server was named: run on an in-process reference server."""
-    if args.target or args.conn:
+    if args.target or args.conn or getattr(args, "targets_file", None):
         return False
     remote_only = {
         extra.flag: getattr(args, extra.name) for extra in _OPTIONS if _asks_for_tls(extra)
@@ -166,16 +184,37 @@ def settings_from_args(args: argparse.Namespace) -> ChannelSettings:
 
     Options given on the command line win over the --conn URI's extras.
     """
+    target, conn = _only(args.target), _only(args.conn)
+    base = conn_settings(conn) if conn else ChannelSettings(target=with_default_port(target))
+    return with_options(base, args)
+
+
+def conn_settings(uri: str, where: str = "the --conn URI") -> ChannelSettings:
+    """Settings from a connection URI that must not hold a token (ps shows it)."""
+    base = settings_from_uri(uri)
+    if base.bearer_token:
+        raise UsageError(f"{where} contains bearer_token; remove it and {_TOKEN_HINT}")
+    return base
+
+
+def with_options(base: ChannelSettings, args: argparse.Namespace) -> ChannelSettings:
+    """``base`` with the TLS, token and metadata options of the command line."""
+    return dataclasses.replace(base, **option_overrides(args))
+
+
+def option_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The ChannelSettings fields the TLS, token and metadata options set (read once,
+    to apply to every server of a fan-out)."""
     metadata = parse_metadata(args.metadata)
     token = read_token(args)
-    options = option_values(args)
-    if args.conn:
-        base = settings_from_uri(args.conn)
-        if base.bearer_token:
-            raise UsageError(f"the --conn URI contains bearer_token; remove it and {_TOKEN_HINT}")
-    else:
-        base = ChannelSettings(target=_with_port(args.target))
-    return dataclasses.replace(base, bearer_token=token, metadata=metadata, **options)
+    return {"bearer_token": token, "metadata": metadata, **option_values(args)}
+
+
+def _only(value: Any) -> Any:
+    """The one value of an option that may be repeated (``add_target_arguments(many=True)``)."""
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value
 
 
 def option_values(args: argparse.Namespace) -> dict[str, Any]:
@@ -197,7 +236,7 @@ def _asks_for_tls(extra: ConnectionExtra) -> bool:
     return extra.implies_tls or extra.field == "use_tls"
 
 
-def _with_port(target: str) -> str:
+def with_default_port(target: str) -> str:
     """Add the default port to a bare host, since gRPC would otherwise pick 443."""
     if target.count(":") > 1 and not target.startswith("["):
         raise UsageError(f"--target {target!r}: put an IPv6 address in brackets, e.g. [::1]:50051")

@@ -22,7 +22,14 @@ from typing import Any
 from remsvc_core.errors import HandlerError
 from remsvc_core.handlers._options import check_options
 from remsvc_core.handlers._registry import HandlerInfo, find_candidate, info_of, load_candidate
-from remsvc_core.handlers._rows import as_ints, as_tid, describe_value, mapping_rows, mapping_tids
+from remsvc_core.handlers._rows import (
+    ResultRows,
+    as_ints,
+    as_tid,
+    describe_value,
+    mapping_rows,
+    mapping_tids,
+)
 from remsvc_core.handlers._sharing import handed_out, takes_result_rows
 
 DEFAULT_HANDLER = "sorted"
@@ -148,7 +155,9 @@ class ResultPipeline:
 
         ``raw_results`` is the ``{tid: result_dict}`` mapping (integer or string tids;
         the steps see it ordered by integer tid), a
-        :class:`~remsvc_core.results.StreamOutcome`, or a list of result dicts.
+        :class:`~remsvc_core.results.StreamOutcome`, a
+        :class:`~remsvc_core.fleet.FleetOutcome` (the steps see its results, each with
+        a ``host``), or a list of result dicts.
         A step that fails raises :class:`HandlerError` naming the step, what it was
         given and which step produced that.
 
@@ -283,9 +292,11 @@ def _initial_value(raw: Any) -> Any:
     if isinstance(raw, Mapping):
         return mapping_rows(raw)
     raw_results = getattr(raw, "raw_results", None)
-    if callable(raw_results):  # a StreamOutcome
+    if callable(raw_results):  # a StreamOutcome, or a FleetOutcome (a list of rows)
         fresh = raw_results()
-        return mapping_rows(fresh, shared=False) if isinstance(fresh, Mapping) else fresh
+        if isinstance(fresh, Mapping):
+            return mapping_rows(fresh, shared=False)
+        return ResultRows.fresh(fresh) if isinstance(fresh, list) else fresh
     return raw
 
 

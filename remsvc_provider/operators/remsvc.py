@@ -17,18 +17,18 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NoReturn
 
-from remsvc_core.commands import Command, validate_commands
-from remsvc_core.errors import RemSvcError
+from remsvc_core.commands import Command
 from remsvc_core.results import CommandResult, StreamOutcome
 from remsvc_core.settings import ChannelSettings
 from remsvc_core.verdict import judge, listed
 from remsvc_core.watch import DEFAULT_OUTPUT_LIMIT, StreamWatch
 from remsvc_provider._arguments import (
-    blanked,
-    check_metadata,
+    check_log_output_limit,
     check_static_arguments,
     default_deferrable,
-    default_src,
+    refuse_rendered_token,
+    rendered_commands,
+    rendered_metadata,
     spec_for_trigger,
 )
 from remsvc_provider._compat import AirflowException, AirflowFailException, BaseOperator
@@ -119,15 +119,7 @@ class RemSvcOperator(BaseOperator):
                 f"RemSvc task {self.task_id!r}: on_retry={on_retry!r} is not one of "
                 f"{', '.join(map(repr, ON_RETRY_CHOICES))}"
             )
-        if log_output_limit is not None and (
-            isinstance(log_output_limit, bool)
-            or not isinstance(log_output_limit, int)
-            or log_output_limit < 0
-        ):
-            raise AirflowException(
-                f"RemSvc task {self.task_id!r}: log_output_limit must be a whole number of "
-                f"bytes >= 0 (0 logs no live output), got {log_output_limit!r}"
-            )
+        check_log_output_limit(self.task_id, log_output_limit)
         self.on_retry = on_retry
         self.log_output_limit = log_output_limit
         try:
@@ -166,18 +158,9 @@ class RemSvcOperator(BaseOperator):
     # -- running --
 
     def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
-        """Render, then check ``metadata`` before Airflow stores the rendered values.
-
-        Airflow keeps every rendered template field (``rendered_task_instance_fields``)
-        as soon as rendering ends; a token templated into ``metadata`` must be refused
-        before that, and never be kept: its values are blanked on the way out.
-        """
+        """Render, then refuse a token in ``metadata`` before Airflow stores it."""
         super().render_template_fields(context, jinja_env)
-        try:
-            check_metadata(self.metadata)
-        except RemSvcError as exc:
-            self.metadata = blanked(self.metadata)
-            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from None
+        refuse_rendered_token(self.task_id, self)
 
     def execute(self, context: Any) -> Any:
         commands = self._rendered_commands(context)
@@ -367,18 +350,12 @@ class RemSvcOperator(BaseOperator):
     # -- arguments after templating --
 
     def _rendered_commands(self, context: Any) -> list[Command]:
-        try:
-            return validate_commands(
-                self.commands, default_src=default_src(context), on_unknown_keys=self.log.warning
-            )
-        except RemSvcError as exc:
-            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
+        return rendered_commands(
+            self.task_id, self.commands, context, on_unknown_keys=self.log.warning
+        )
 
     def _rendered_metadata(self) -> tuple[tuple[str, str], ...]:
-        try:
-            return check_metadata(self.metadata)
-        except RemSvcError as exc:
-            raise AirflowFailException(f"RemSvc task {self.task_id!r}: {exc}") from exc
+        return rendered_metadata(self.task_id, self.metadata)
 
 
 __all__ = ["RemSvcOperator"]

@@ -60,6 +60,11 @@ def _summary(outcome: StreamOutcome) -> str:
     return ", ".join(parts)
 
 
+def error_event(message: str, error_type: str) -> TriggerEvent:
+    """The event of a trigger that could send nothing: the worker fails the task with it."""
+    return trigger_event({"status": EVENT_ERROR, "message": message, "error_type": error_type})
+
+
 def command_inputs(commands: Sequence[Command]) -> list[dict[str, Any]]:
     """Validated commands back in input form (``tid`` and ``hsh`` are re-derived)."""
     return [{"cmd": c.cmd, "cmdtyp": c.cmdtyp, "cmdusr": c.cmdusr, "src": c.src} for c in commands]
@@ -136,13 +141,7 @@ class RemSvcTrigger(BaseTrigger):
             self._batch_key = batch_key(self.task_instance, batch)
         except Exception as exc:
             # Nothing was sent: report why and let the worker fail the task.
-            yield trigger_event(
-                {
-                    "status": EVENT_ERROR,
-                    "message": redact(f"{exc}", settings),
-                    "error_type": type(exc).__name__,
-                }
-            )
+            yield error_event(redact(f"{exc}", settings), type(exc).__name__)
             return
 
         from remsvc_core.engine import run_commands
@@ -182,13 +181,7 @@ class RemSvcTrigger(BaseTrigger):
             )
             raise
         except Exception as exc:
-            yield trigger_event(
-                {
-                    "status": EVENT_ERROR,
-                    "message": redact(f"{exc}", settings),
-                    "error_type": type(exc).__name__,
-                }
-            )
+            yield error_event(redact(f"{exc}", settings), type(exc).__name__)
             return
 
         payload = outcome.to_json()
@@ -231,4 +224,4 @@ class RemSvcTrigger(BaseTrigger):
         return pipeline.result_hooks()
 
 
-__all__ = ["RemSvcTrigger", "command_inputs"]
+__all__ = ["RemSvcTrigger", "command_inputs", "error_event"]

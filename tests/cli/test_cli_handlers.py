@@ -11,7 +11,7 @@ from collections.abc import Callable
 from remsvc_core import __version__
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-BUILTINS = {"sorted", "dataframe", "rc_filter", "verify_hash"}
+BUILTINS = {"sorted", "dataframe", "rc_filter", "verify_hash", "grouped"}
 
 
 def test_table_lists_the_builtins(run_cli: RunCli) -> None:

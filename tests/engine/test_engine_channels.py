@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from engine_helpers import free_port
 
-from remsvc_core.channels import channel_options, close_channels, get_channel
+from remsvc_core.channels import (
+    cached_channel,
+    channel_in_use,
+    channel_options,
+    close_channel_if_idle,
+    close_channels,
+    get_channel,
+)
 from remsvc_core.engine import NO_RETRY, run_commands, run_commands_sync
 from remsvc_core.errors import RemSvcError, SettingsError
 from remsvc_core.probes import get_status, get_status_sync, ping, ping_sync
@@ -49,6 +56,30 @@ def test_channels_are_shared_within_a_loop_and_never_across(remsvc_server):
     channel_b, closed_b = asyncio.run(use_one_loop())
     assert channel_a is not channel_b
     assert closed_a == closed_b == 2
+
+
+def test_an_idle_channel_can_be_closed_and_one_in_use_cannot(remsvc_server):
+    """What a fan-out relies on to keep one channel per running host, not per host ever
+    reached: a stream marks its channel as in use for as long as it runs."""
+    settings = remsvc_server.settings()
+
+    async def main():
+        async with channel_in_use(settings) as channel:
+            assert cached_channel(settings) is channel
+            assert await close_channel_if_idle(settings) is False  # a stream uses it
+            async with channel_in_use(settings):  # a second user of the same channel
+                pass
+            assert await close_channel_if_idle(settings) is False  # still the first one
+        assert await close_channel_if_idle(settings) is True
+        assert cached_channel(settings) is None
+        assert await close_channel_if_idle(settings) is False  # nothing left to close
+        outcome = await run_commands(["echo after"], settings)  # opens a new one
+        assert outcome.complete
+        assert cached_channel(settings) is not channel
+        assert await close_channel_if_idle(settings) is True  # the stream let go of it
+        return await close_channels()
+
+    assert asyncio.run(main()) == 0
 
 
 def test_loops_in_threads_get_their_own_channels(remsvc_server):

@@ -21,7 +21,7 @@ from remsvc_core.handlers import (
 from remsvc_handlers.rc_filter import rc_filter
 from remsvc_handlers.sorted import sorted_results
 
-BUILTINS = {"sorted", "dataframe", "rc_filter", "verify_hash"}
+BUILTINS = {"sorted", "dataframe", "rc_filter", "verify_hash", "grouped"}
 
 
 def test_default_is_sorted() -> None:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 from airflow_runs import TOKEN, run_dag, task_states, tls_uri, xcom_value
 
+from remsvc_core.hostlist import RANGE_DASH
 from remsvc_provider.hooks.remsvc import RemSvcHook
 
 pytestmark = [pytest.mark.airflow, pytest.mark.usefixtures("airflow_db")]
@@ -78,11 +79,20 @@ def test_doc_dags_run(
 
     downstream = run_dag(doc_bag.get_dag("frame_downstream"))
     fleet = run_dag(doc_bag.get_dag("fleet_uptime"))
+    fan_out = run_dag(doc_bag.get_dag("fleet_kernels"))
 
     assert set(task_states(downstream).values()) == {"success"}
     assert xcom_value(downstream, "report").endswith("%")
     assert set(task_states(fleet).values()) == {"success"}
     assert xcom_value(fleet, "slowest") > 0
+    assert set(task_states(fan_out).values()) == {"success"}
+    assert xcom_value(fan_out, "kernel_report") == f"web1{RANGE_DASH}web3: Linux"
+    pushed = xcom_value(fan_out, "kernels")
+    assert [host["conn_id"] for host in pushed["hosts"].values()] == [
+        "remsvc_web_1",
+        "remsvc_web_2",
+        "remsvc_web_3",
+    ]
 
 
 def fill_in(value: str, port: int, tls_files: Any) -> str:
