@@ -160,7 +160,7 @@ class Correlator:
         if detail.HasField("usage"):
             usage = detail.usage
             changes["usage"] = Usage(
-                usage.wall_ms, usage.user_cpu_ms, usage.sys_cpu_ms, usage.max_rss_kb
+                usage.wall_ms, usage.user_cpu_ms, usage.sys_cpu_ms, usage.max_rss_kb or None
             )
         if detail.streamed:
             tid = result.tid

@@ -26,7 +26,9 @@ class Usage:
 
     ``wall_ms`` from start to end; ``user_cpu_ms`` and ``sys_cpu_ms`` of the command's
     process and every descendant it waited for; ``max_rss_kb`` the largest resident
-    set among them. None where the server did not report it.
+    set among them. None where the server did not report it; for ``max_rss_kb`` also
+    where it could not be measured (a command smaller than the server that spawned it:
+    see docs/protocol-extensions.md).
     """
 
     wall_ms: int | None = None

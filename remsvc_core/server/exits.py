@@ -4,6 +4,7 @@ and (when asked) what it cost, read as it is reaped."""
 from __future__ import annotations
 
 import os
+import resource
 import time
 
 from remsvc_core.server.children import Child
@@ -40,9 +41,14 @@ def reap_with_usage(child: Child, started: float) -> ResourceUsage | None:
     if pid == 0:  # pragma: no cover - its exit was seen, so it is a zombie
         return None
     child.returncode = os.waitstatus_to_exitcode(status)
+    # Linux starts a spawned process's peak at the peak of the process that spawned it
+    # (the high-water mark is carried over at exec), so a command's ru_maxrss is never
+    # below this server's own peak: a figure at or under it says nothing about the
+    # command, and is not reported.
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return ResourceUsage(
         wall_ms=round((time.monotonic() - started) * 1000),
         user_cpu_ms=round(rusage.ru_utime * 1000),
         sys_cpu_ms=round(rusage.ru_stime * 1000),
-        max_rss_kb=rusage.ru_maxrss,
+        max_rss_kb=rusage.ru_maxrss if rusage.ru_maxrss > own_peak else None,
     )

@@ -13,12 +13,13 @@ TIMED_OUT = "process timed out"
 @dataclass(frozen=True)
 class ResourceUsage:
     """What a command cost: wall time, and the CPU time and peak memory of its process
-    and every descendant it waited for (``wait4``'s rusage)."""
+    and every descendant it waited for (``wait4``'s rusage). ``max_rss_kb`` is None
+    when the peak was not above the server's own (see ``exits.reap_with_usage``)."""
 
     wall_ms: int
     user_cpu_ms: int
     sys_cpu_ms: int
-    max_rss_kb: int
+    max_rss_kb: int | None
 
 
 @dataclass(frozen=True)

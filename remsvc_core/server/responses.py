@@ -55,7 +55,7 @@ def result_message(
                 wall_ms=usage.wall_ms,
                 user_cpu_ms=usage.user_cpu_ms,
                 sys_cpu_ms=usage.sys_cpu_ms,
-                max_rss_kb=usage.max_rss_kb,
+                max_rss_kb=usage.max_rss_kb or 0,  # 0: not measurable (protocol doc)
             )
         )
     return pb.RemResMsg(

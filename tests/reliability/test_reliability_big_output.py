@@ -2,7 +2,8 @@
 
 The command's output goes out as it is printed (live output), the server keeps none
 of it, and the client writes it to a file past 8 MiB: both processes' peak resident
-set (read from the kernel: the server's VmHWM, the CLI's wait4 rusage) stays under
+set (read from the kernel: the server's VmHWM, the CLI's wait4 rusage, taken by a
+small launcher so that the test process's own size does not count) stays under
 150 MiB, and the file's SHA-256 is the one the result records and the one of the
 bytes the command printed.
 """
@@ -39,6 +40,16 @@ def _expected_sha256() -> str:
     return digest.hexdigest()
 
 
+# Runs argv[2:], waits for it, writes its ru_maxrss (KiB) to argv[1], exits with its code.
+_LAUNCHER = """
+import os, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(child.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _peak_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as handle:
         for line in handle:
@@ -55,15 +66,21 @@ def test_a_gigabyte_of_stdout_costs_client_and_server_little_memory(
     server_before = _peak_kib(server.pid)
     line = LINE.decode().rstrip("\n")
     command = f"yes '{line}' | head -c {SIZE}"
+    # The CLI is started by a small launcher that reaps it and writes its rusage: a
+    # process's ru_maxrss starts at the peak of the process that spawned it (Linux
+    # carries the parent's high-water mark over at exec), and this pytest process may
+    # hold hundreds of MiB of Airflow by now. The launcher holds about 10.
+    maxrss_file = tmp_path / "cli-maxrss"
     cli = subprocess.Popen(
-        [sys.executable, "-m", "remsvc_core.cli", "run", "--target", server.target,
+        [sys.executable, "-c", _LAUNCHER, str(maxrss_file),
+         sys.executable, "-m", "remsvc_core.cli", "run", "--target", server.target,
          "--output-dir", str(tmp_path / "out"), "--output", "json", "--timeout", "400",
          command],
         env=cli_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    # Read both pipes in threads and reap the CLI ourselves: wait4 gives its own rusage.
+    # Read both pipes in threads, so a full pipe never stalls the CLI.
     outputs: dict[str, bytes] = {}
     readers = [
         threading.Thread(target=lambda name=name, pipe=pipe: outputs.update({name: pipe.read()}))
@@ -71,13 +88,12 @@ def test_a_gigabyte_of_stdout_costs_client_and_server_little_memory(
     ]
     for reader in readers:
         reader.start()
-    _, status, rusage = os.wait4(cli.pid, 0)  # bounded by the test's timeout
-    cli.returncode = os.waitstatus_to_exitcode(status)
+    cli.wait()  # bounded by the test's timeout
     for reader in readers:
         reader.join(timeout=60)
     stdout, stderr = outputs["out"], outputs["err"]
     assert cli.returncode == 0, stderr.decode()
-    client_peak_mib = rusage.ru_maxrss / 1024
+    client_peak_mib = int(maxrss_file.read_text()) / 1024
     server_peak_mib = _peak_kib(server.pid) / 1024
     item = json.loads(stdout)["results"][0]
     spilled = Path(item["out_file"])
