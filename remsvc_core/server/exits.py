@@ -41,14 +41,28 @@ def reap_with_usage(child: Child, started: float) -> ResourceUsage | None:
     if pid == 0:  # pragma: no cover - its exit was seen, so it is a zombie
         return None
     child.returncode = os.waitstatus_to_exitcode(status)
-    # Linux starts a spawned process's peak at the peak of the process that spawned it
-    # (the high-water mark is carried over at exec), so a command's ru_maxrss is never
-    # below this server's own peak: a figure at or under it says nothing about the
-    # command, and is not reported.
-    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux starts a spawned process's peak at the resident size of the process that
+    # spawned it (the high-water mark is carried over at fork and exec), so a command's
+    # ru_maxrss is never below this server's own peak: a figure at or under it says
+    # nothing about the command, and is not reported.
+    own_peak = _own_peak_kb()
     return ResourceUsage(
         wall_ms=round((time.monotonic() - started) * 1000),
         user_cpu_ms=round(rusage.ru_utime * 1000),
         sys_cpu_ms=round(rusage.ru_stime * 1000),
         max_rss_kb=rusage.ru_maxrss if rusage.ru_maxrss > own_peak else None,
     )
+
+
+def _own_peak_kb() -> int:
+    """This process's own peak resident size in KiB (``VmHWM``). Not ``ru_maxrss`` of
+    RUSAGE_SELF: that also carries the peak of whatever started this server (a large
+    parent, such as a test runner, would hide every command below its size)."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux procfs
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,8 +152,12 @@ def test_live_output_past_the_cap_is_cut_exactly_like_the_classic_result(tmp_pat
 
 def test_usage_reports_what_each_command_cost(server_process: Any) -> None:
     # A server process of its own: a command's peak memory is only measurable above
-    # the peak of the process that spawned it (Linux carries that over at exec).
-    process = server_process()
+    # the peak of the process that spawned it (Linux carries that over at exec). The
+    # server is exec'd from a 400 MiB launcher, as it is when a big test runner starts
+    # it: the launcher's peak is the server's ru_maxrss too, and must not hide the
+    # 300 MiB command (CI once reported None for it this way).
+    launcher = "import os, sys; b = bytearray(400 << 20); os.execvp(sys.argv[1], sys.argv[1:])"
+    process = server_process(prefix=[sys.executable, "-c", launcher])
     settings = ChannelSettings(target=process.target)
     burn = 'python3 -c "sum(range(3_000_000)); b = bytearray(300 * 1024 * 1024)"'
     outcome = run_commands_sync([burn, "true"], settings, usage=True)
