@@ -94,24 +94,23 @@ class BatchRegistry:
     def attach(self, identity: str, key: str, stream: StreamCall) -> KeptBatch:
         batch = self._batches.get((identity, key))
         if batch is None:
-            assert self._service is not None
-            ticket = self._service.limits.take(identity, commands=self._max_parallel, stream=False)
             try:
                 journal = self.journal.open(identity, key)
             except JournalFull as exc:
-                self._service.limits.release(ticket)
                 raise Refusal(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
             batch = KeptBatch(self, identity, key, journal, self._execution)
-            batch.ticket = ticket
             self._batches[(identity, key)] = batch
         batch.attach(stream)
         return batch
 
     def _execution(self, batch: KeptBatch) -> Execution:
+        assert self._service is not None
         return Execution(
             self.runner,
             batch,
             admit=lambda request: self._admit(request, batch),
+            # Its commands take the identity's slots as they start, stream or not.
+            slots=self._service.limits.slots(batch.identity),
             max_parallel=self._max_parallel,
             live_output=True,  # kept on disk, so a re-attached client gets it again
             usage=True,
@@ -127,8 +126,6 @@ class BatchRegistry:
         if self._batches.get((batch.identity, batch.key)) is batch and batch.stream is None:
             del self._batches[(batch.identity, batch.key)]
             batch.journal.close()
-            assert self._service is not None
-            self._service.limits.release(batch.ticket)
 
     def describe(self, identity: str, key: str) -> dict[str, Any]:
         batch = self._batches.get((identity, key))
@@ -177,6 +174,4 @@ class BatchRegistry:
                 batch.grace.cancel()
             batch.kill_active(STOPPED)
             batch.journal.close()
-            if self._service is not None:
-                self._service.limits.release(batch.ticket)
         self._batches.clear()

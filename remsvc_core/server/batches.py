@@ -71,7 +71,6 @@ class KeptBatch:
         self.active: dict[int, Any] = {}  # tid -> request, waiting or running here
         self.spools: dict[tuple[int, int], IO[bytes]] = {}
         self.grace: asyncio.TimerHandle | None = None
-        self.ticket: Any = None  # the command slots it holds (server/limits.py)
         self.execution = execution_factory(self)
 
     @property

@@ -98,7 +98,7 @@ class ServerConfig:
     identity_policies: Mapping[str, IdentityPolicy] = field(default_factory=dict)
     max_commands: int = 512
     identity_max_commands: int = 256
-    identity_max_streams: int = 256
+    identity_max_streams: int = 2048
     idle_stream_timeout_s: int = 600
     log_file: str | None = None
     log_level: str = "INFO"

@@ -9,6 +9,10 @@ request until that one may start (:meth:`Execution.wait_for_room`).
 When a command ends, the runner calls back from the event loop, and the execution
 starts the waiting command *before* it hands the result on: the next child runs
 while the previous result is sent.
+
+Each command also takes one of its identity's command slots (``[limits]``, see
+server/limits.py) as it starts; with none free it waits its turn, and the execution
+starts it when a slot is handed over.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from remsvc_core.server.command import RunningCommand
 from remsvc_core.server.outcome import ExecResult, Outcome
 from remsvc_core.server.runner import CommandRunner
 
-__all__ = ["Execution", "Listener", "Refusal"]
+__all__ = ["Execution", "Listener", "Refusal", "Slots"]
 
 log = logging.getLogger("remsvc.server")
 
@@ -63,6 +67,38 @@ class Listener(Protocol):
         """A request was refused (or a server bug hit one): nothing more will start."""
 
 
+class Slots(Protocol):
+    """Command slots as an execution uses them (server/limits.py's CommandSlots)."""
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now."""
+
+    def release(self) -> None:
+        """Give back a slot taken (or handed over)."""
+
+    def wait_turn(self, on_granted: Callable[[], None]) -> None:
+        """Queue; ``on_granted`` runs once a slot was taken on this holder's behalf."""
+
+    def stop_waiting(self) -> None:
+        """Leave the queue (nothing is handed over after this)."""
+
+
+class _NoLimit:
+    """Slots for an execution that only ``max_parallel`` bounds."""
+
+    def try_acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def wait_turn(self, on_granted: Callable[[], None]) -> None:  # pragma: no cover
+        raise AssertionError("a slot is always free")
+
+    def stop_waiting(self) -> None:
+        pass
+
+
 class Execution:
     """Runs the requests it is offered; tells its listener what they do."""
 
@@ -75,10 +111,14 @@ class Execution:
         max_parallel: int = 1,
         live_output: bool = False,
         usage: bool = False,
+        slots: Slots | None = None,
     ) -> None:
         """``admit(request)`` raises :class:`Refusal` for a request that must not run, and
-        returns what admitted it (the policy's decision) otherwise."""
+        returns what admitted it (the policy's decision) otherwise. ``slots`` are the
+        identity's command slots (none: only ``max_parallel`` bounds it)."""
         self._runner = runner
+        self._slots: Slots = slots if slots is not None else _NoLimit()
+        self._handed_over = 0  # slots taken for us while we waited, not used yet
         self.listener = listener
         self._admit = admit
         self._free = max_parallel
@@ -99,6 +139,11 @@ class Execution:
     def idle(self) -> bool:
         """Nothing runs and nothing waits to run."""
         return not self._running and not self._waiting
+
+    @property
+    def queued(self) -> bool:
+        """Some request waits to start (for a slot, or for ``max_parallel``)."""
+        return bool(self._waiting)
 
     @property
     def running_tids(self) -> list[int]:
@@ -150,6 +195,8 @@ class Execution:
         if self.stopped is None:
             self.stopped = refusal
             self._waiting.clear()
+            self._slots.stop_waiting()
+            self._give_back_unused()
             self._notify()
 
     def cancel(self, refusal: Refusal) -> None:
@@ -158,6 +205,7 @@ class Execution:
         now = time.monotonic()
         for key, (request, command) in list(self._running.items()):
             command.cancel()
+            self._slots.release()  # a cancelled command never reaches _finished
             _, started, decision = self._starts.get(key, (request, now, None))
             self.listener.command_cancelled(request, decision, now - started)
         self._running.clear()
@@ -169,18 +217,37 @@ class Execution:
 
     def _start_waiting(self) -> None:
         while self._free > 0 and self._waiting and not self._paused and self.stopped is None:
+            if self._handed_over:
+                self._handed_over -= 1
+            elif not self._slots.try_acquire():
+                self._slots.wait_turn(self._slot_handed_over)
+                break
             self._begin(self._waiting.popleft())
         self._notify()
 
+    def _slot_handed_over(self) -> None:
+        self._handed_over += 1
+        self._start_waiting()
+        self._give_back_unused()  # stopped or paused meanwhile: someone else's turn
+
+    def _give_back_unused(self) -> None:
+        while self._handed_over:
+            self._handed_over -= 1
+            self._slots.release()
+
     def _begin(self, request: Any) -> None:
+        # The caller took a command slot for this request: every way out that does
+        # not reach _finished gives it back.
         try:
             decision = self._admit(request)
         except Refusal as refusal:
+            self._slots.release()
             self._stopped_by(refusal)
             return
         try:
             self.listener.command_starting(request)
         except Exception:
+            self._slots.release()
             log.exception("internal error starting tid=%d", request.tid)
             self._failed(request)
             return
@@ -201,6 +268,7 @@ class Execution:
             )
         except Exception:
             self._free += 1
+            self._slots.release()
             self._failed(request)
             return
         self._starts[key] = (request, started, decision)
@@ -222,6 +290,7 @@ class Execution:
         self._starts.pop(key, None)
         self._offsets.pop(request.tid, None)
         self._free += 1
+        self._slots.release()
         if isinstance(outcome, Exception):
             log.error("internal error running tid=%d", request.tid, exc_info=outcome)
             self._failed(request)

@@ -69,12 +69,13 @@ class HealthService(health_pb2_grpc.HealthServicer):  # type: ignore[misc]
         self, request: Any, context: aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         known = request.service in self.SERVICES
-        yield health_pb2.HealthCheckResponse(status=self.status if known else _UNKNOWN)
-        draining = self._event()
-        if not draining.is_set():
-            await draining.wait()
-            if known:
-                yield health_pb2.HealthCheckResponse(status=_NOT_SERVING)
+        sent = self.status if known else _UNKNOWN
+        yield health_pb2.HealthCheckResponse(status=sent)
+        # The drain may have begun while that first answer was being sent: whether it
+        # still has to be said depends on what was sent, not on when we look.
+        await self._event().wait()
+        if known and sent != _NOT_SERVING:
+            yield health_pb2.HealthCheckResponse(status=_NOT_SERVING)
 
 
 def add_standard_services(server: aio.Server, services: list[str]) -> HealthService:

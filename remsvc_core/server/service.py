@@ -94,14 +94,12 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
 
     async def RemCmd(self, request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         identity, peer = current_identity.get(), context.peer()
-        try:
-            ticket = self.limits.take(identity, commands=1, stream=False)
-        except Refusal as refused:
-            await context.abort(refused.code, refused.details)
+        slots = self.limits.slots(identity)
+        await slots.acquire()  # its turn, past [limits]' commands at once
         try:
             decision = self.admit(request, context, identity)
         except Refusal as refused:
-            self.limits.release(ticket)
+            slots.release()
             await context.abort(refused.code, refused.details)
         began = time.monotonic()
         try:
@@ -110,7 +108,7 @@ class RemSvcService(pb_grpc.RemSvcServicer):  # type: ignore[misc]
             self.audit.cancelled(request, identity, peer, decision.reason, time.monotonic() - began)
             raise
         finally:
-            self.limits.release(ticket)
+            slots.release()
         self.report(request, result, time.monotonic() - began, identity, peer, decision)
         return result_message(request.tid, request.hsh, result)
 

@@ -106,10 +106,7 @@ class StreamCall:
         if self.asked.asked:
             await self.context.send_initial_metadata(extensions.grant_metadata(self.granted))
         try:
-            # A kept batch holds its own command slots (it may run without a stream).
-            kept = extensions.BATCH in self.granted
-            slots = 0 if kept else self.service.max_parallel
-            self.ticket = self.service.limits.take(self.identity, commands=slots, stream=True)
+            self.ticket = self.service.limits.take(self.identity)
             self._open()
         except Refusal as refusal:
             self.service.limits.release(self.ticket)
@@ -154,6 +151,7 @@ class StreamCall:
             max_parallel=self.service.max_parallel,
             live_output=self.live_output,
             usage=extensions.USAGE in self.granted,
+            slots=self.service.limits.slots(self.identity),
         )
 
     def _admit(self, request: Any) -> Any:
@@ -377,7 +375,14 @@ class StreamCall:
             elapsed = {tid: round((now - started) * 1000) for tid, started in mine.items()}
             self._enqueue(heartbeat_message(elapsed), 16 * len(elapsed) + 16)
         idle = self.service.idle_timeout_s
-        if idle and not mine and not self.outbox and now - self.last_activity >= idle:
+        waiting = execution is not None and execution.queued  # for a command slot
+        if (
+            idle
+            and not mine
+            and not waiting
+            and not self.outbox
+            and now - self.last_activity >= idle
+        ):
             self.stop(
                 Refusal(
                     grpc.StatusCode.DEADLINE_EXCEEDED,

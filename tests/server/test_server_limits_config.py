@@ -33,8 +33,8 @@ max_commands = 100
 def test_the_defaults_are_bounded_and_stated():
     config = ServerConfig()
     assert (config.max_commands, config.identity_max_commands) == (512, 256)
-    assert (config.identity_max_streams, config.idle_stream_timeout_s) == (256, 600)
-    assert config.limits_for("anyone") == IdentityLimits(max_commands=256, max_streams=256)
+    assert (config.identity_max_streams, config.idle_stream_timeout_s) == (2048, 600)
+    assert config.limits_for("anyone") == IdentityLimits(max_commands=256, max_streams=2048)
 
 
 def test_limits_are_read_and_looked_up_per_identity():
