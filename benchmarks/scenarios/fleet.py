@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.airflow_runs import RUN_TIMEOUT_S, timed_run_until_it_succeeds
 from benchmarks.measure import REPO_ROOT, median, paired_ratio, proc_status_kb, run_worker, spread
 from benchmarks.report import Row, ScenarioResult, Target
 from benchmarks.scenarios import Context
@@ -40,8 +41,12 @@ COMMANDS = ["hostname", "cat /proc/loadavg", "echo done"]
 MAX_CONCURRENCY = 50
 HOSTS_PER_PROCESS = 250
 NO_LOSS = Target("<=", 0, on="value")
-RUN_TIMEOUT_S = 3600.0
 SAMPLE_S = 0.2
+# Airflow 3.3 may fail a deferred task whose trigger fires within milliseconds: a stale
+# executor event from the deferral is read after the resumed try began
+# (apache/airflow#72716, #71580). Both DAGs retry so that race costs a retry, which is
+# counted and reported, rather than the whole measurement.
+_AIRFLOW_RETRIES = "{'retries': 2, 'retry_delay': datetime.timedelta(seconds=1)}"
 SMOKE_SKIP = "smoke mode: needs a real Airflow deployment; run --quick or the full mode"
 
 _FANOUT_DAG = '''\
@@ -56,7 +61,7 @@ from remsvc_provider.operators.fleet import RemSvcFleetOperator
 with DAG({dag_id!r}, schedule=None, catchup=False,
          start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)):
     RemSvcFleetOperator(task_id="run", grpc_conn_ids={conn_ids!r}, commands={commands!r},
-                        max_concurrency={concurrency!r})
+                        max_concurrency={concurrency!r}, **{retries})
 '''
 
 _MAPPED_DAG = '''\
@@ -70,7 +75,7 @@ from remsvc_provider.operators.remsvc import RemSvcOperator
 
 with DAG({dag_id!r}, schedule=None, catchup=False,
          start_date=datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)):
-    RemSvcOperator.partial(task_id="run", commands={commands!r}).expand(
+    RemSvcOperator.partial(task_id="run", commands={commands!r}, **{retries}).expand(
         grpc_conn_id={conn_ids!r}
     )
 '''
@@ -198,16 +203,13 @@ def _airflow(ctx: Context, result: ScenarioResult, bin_dir: Path) -> None:
 
 def _deploy(deployment: Any, dag_id: str, template: str, conn_ids: list[str]) -> None:
     source = template.format(
-        dag_id=dag_id, conn_ids=conn_ids, commands=COMMANDS, concurrency=MAX_CONCURRENCY
+        dag_id=dag_id,
+        conn_ids=conn_ids,
+        commands=COMMANDS,
+        concurrency=MAX_CONCURRENCY,
+        retries=_AIRFLOW_RETRIES,
     )
     deployment.deploy_dag(dag_id, source)
-
-
-def _timed_run(deployment: Any, dag_id: str) -> tuple[float, str]:
-    started = time.perf_counter()
-    run_id = deployment.api.trigger(dag_id)
-    deployment.api.wait_for_run_state(dag_id, run_id, {"success"}, RUN_TIMEOUT_S)
-    return time.perf_counter() - started, run_id
 
 
 def _wall_times(ctx: Context, result: ScenarioResult, deployment: Any, conn_ids: list[str]) -> None:
@@ -215,13 +217,22 @@ def _wall_times(ctx: Context, result: ScenarioResult, deployment: Any, conn_ids:
     _deploy(deployment, "bench_fleet_fanout", _FANOUT_DAG, conn_ids)
     _deploy(deployment, "bench_fleet_mapped", _MAPPED_DAG, conn_ids)
     walls: dict[str, list[float]] = {"fanout": [], "mapped": []}
+    retried: dict[str, int] = {"fanout": 0, "mapped": 0}
+    discarded: list[str] = []
     lost = 0
     for index in range(ctx.sizes.fleet_rounds):
         order = ["fanout", "mapped"] if index % 2 == 0 else ["mapped", "fanout"]
         for name in order:
             ctx.log(f"fleet: {hosts} hosts as {name} (round {index + 1})")
-            wall, run_id = _timed_run(deployment, f"bench_fleet_{name}")
+            wall, run_id = timed_run_until_it_succeeds(
+                ctx, deployment, f"bench_fleet_{name}", discarded
+            )
             walls[name].append(wall)
+            retried[name] += sum(
+                1
+                for ti in deployment.api.task_instances(f"bench_fleet_{name}", run_id)
+                if (ti.get("try_number") or 1) > 1
+            )
             if name == "fanout":
                 pushed = deployment.api.xcom("bench_fleet_fanout", run_id, "run")
                 lost += hosts * len(COMMANDS) - len(pushed["results"])
@@ -243,9 +254,19 @@ def _wall_times(ctx: Context, result: ScenarioResult, deployment: Any, conn_ids:
         f"{spread(walls['mapped'])} s, from triggering the run to its success, "
         f"{ctx.sizes.fleet_rounds} round(s). The deployment's LocalExecutor has parallelism "
         "4 (tests/deployment), Airflow's defaults otherwise: each mapped instance is "
-        "scheduled, started on a worker, deferred, and resumed on a worker."
+        "scheduled, started on a worker, deferred, and resumed on a worker. Task "
+        f"instances Airflow failed and retried (its stale-event race on triggers that fire "
+        f"at once, apache/airflow#72716): fan-out {retried['fanout']}, mapped "
+        f"{retried['mapped']}; their retries are in the wall times."
+        + (
+            f" Runs Airflow failed anyway, measured again: {len(discarded)} "
+            f"({'; '.join(discarded)})."
+            if discarded
+            else ""
+        )
     )
     result.details["airflow_walls"] = walls
+    result.details["airflow_retried"] = retried
 
 
 def _group_rss_mib(pgid: int) -> float:

@@ -231,15 +231,28 @@ class AirflowApi:
         """Mark the task instance ``failed`` or ``success``, as a user does in the UI."""
         self.request("PATCH", self._ti_path(dag_id, run_id, task_id), json={"new_state": state})
 
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """Every task instance of the run (mapped ones one by one)."""
+        body = self.get(
+            f"/dags/{_segment(dag_id)}/dagRuns/{_segment(run_id)}/taskInstances", limit=10_000
+        )
+        instances: list[dict[str, Any]] = body["task_instances"]
+        return instances
+
+    def task_log(
+        self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1
+    ) -> str:
         """The task instance's log for one try, as the UI shows it (one event per line).
 
         While the task is deferred this includes what its trigger logged in the triggerer.
         """
+        params: dict[str, Any] = {"full_content": True}
+        if map_index >= 0:
+            params["map_index"] = map_index
         body = self.request(
             "GET",
             f"{self._ti_path(dag_id, run_id, task_id)}/logs/{try_number}",
-            params={"full_content": True},
+            params=params,
             headers={"Accept": "application/json"},
         ).json()
         lines: list[str] = []
