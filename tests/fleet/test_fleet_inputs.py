@@ -17,13 +17,13 @@ from remsvc_core.hostlist import RANGE_DASH as D, compress_hosts
 from remsvc_core.settings import ChannelSettings
 
 A = ChannelSettings(target="web1.example.com:50051")
-B = ChannelSettings(target="10.0.0.2:6000")
+B = ChannelSettings(target="127.0.0.2:6000")
 
 
 def test_every_target_form_gives_labelled_targets() -> None:
     assert fleet_targets([A, B]) == [
         FleetTarget("web1.example.com", A),
-        FleetTarget("10.0.0.2:6000", B),
+        FleetTarget("127.0.0.2:6000", B),
     ]
     assert [t.host for t in fleet_targets({"web1": A, "db1": "remsvc://db1:50051"})] == [
         "web1",

@@ -191,9 +191,12 @@ def test_without_auth_section_everyone_is_let_in(stub):
 
 
 def test_tokens_on_a_public_address_without_tls_refuse_to_start(server_process):
-    # Never binds: the check runs before the server listens.
+    # Never binds: the check runs before the server listens. The address is a
+    # documentation one (RFC 5737) that no host here has, not 0.0.0.0: were the check
+    # ever lost, the start would fail to bind rather than listen on every interface
+    # (and the assertions below would still catch it).
     with pytest.raises(ServerStartError) as caught:
-        server_process(host="0.0.0.0", auth={"ci": ALICE_TOKEN})
+        server_process(host="198.51.100.1", auth={"ci": ALICE_TOKEN})
     assert caught.value.returncode == 2
     assert "[server] host" in caught.value.output
     assert "allow_insecure_auth" in caught.value.output
