@@ -141,6 +141,24 @@ def test_many_streams_past_the_limit_all_finish_and_never_exceed_it(
     print(f"72 commands through 2 slots: at most {max(seen)} at once, none refused")
 
 
+def test_a_caller_that_gives_up_while_its_command_runs_frees_the_slot(
+    server_process: Callable[..., Any],
+) -> None:
+    # The command is killed with its stream (never reaching its end): the slot it held
+    # must come back all the same, or one impatient caller would shrink the server.
+    server = server_process(f"[auth]\nci = {TOKENS['ci']}\n[limits]\nmax_commands = 1\n")
+
+    async def scenario() -> tuple[Any, Any]:
+        gave_up = await run_commands(["sleep 60"], _as(server, "ci"), stream_timeout=1.5)
+        after = await run_commands(["echo after"], _as(server, "ci"), stream_timeout=30)
+        return gave_up, after
+
+    gave_up, after = asyncio.run(scenario())
+    assert gave_up.status_code == "DEADLINE_EXCEEDED"
+    assert after.complete, after.describe_failure()
+    assert after.results[1].out == "after\n"
+
+
 def test_a_stream_waiting_for_a_slot_is_not_idle(
     server_process: Callable[..., Any], tmp_path: Path
 ) -> None:
